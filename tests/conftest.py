@@ -1,0 +1,115 @@
+"""Fixtures: a mock upstream and the real proxy between it and real clients, on loopback.
+
+Test rules: every test runs under a watchdog (real time 30 s, or a huge virtual time
+under a MockClock) so a hang fails fast; timeouts are tested with trio's MockClock.
+"""
+
+from __future__ import annotations
+
+import sqlite3
+from collections.abc import AsyncIterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+import trio
+import trio.testing
+
+from tests.mock_upstream import MockUpstream
+from trioproxy.config import Config, parse_config
+from trioproxy.server import Server, serve
+
+WATCHDOG_SECONDS = 30
+
+
+@pytest.fixture(autouse=True)
+async def watchdog(nursery: trio.Nursery) -> None:
+    """Fail a test that hangs instead of hanging the suite."""
+    clock = trio.lowlevel.current_clock()
+    seconds = 1e6 if isinstance(clock, trio.testing.MockClock) else WATCHDOG_SECONDS
+
+    async def bark() -> None:
+        await trio.sleep(seconds)
+        raise trio.TooSlowError(f"test still running after {seconds:g}s")
+
+    nursery.start_soon(bark)
+
+
+@pytest.fixture
+async def mock(nursery: trio.Nursery) -> MockUpstream:
+    upstream = MockUpstream()
+    await nursery.start(upstream.run)
+    return upstream
+
+
+def proxy_config(
+    tmp_path: Path, upstream_url: str, *, transport: str = "h11", **sections: dict[str, Any]
+) -> Config:
+    """A config for tests: port 0, a ledger in tmp_path, Anthropic at / and OpenAI at /openai."""
+    data: dict[str, Any] = {
+        "server": {"port": 0, "grace_period": 5},
+        "ledger": {"path": str(tmp_path / "ledger.db"), "flush_interval": 0.05},
+        "upstream": {"transport": transport},
+        "routes": [
+            {"prefix": "/", "upstream": upstream_url, "flavour": "anthropic"},
+            {"prefix": "/openai", "upstream": upstream_url, "flavour": "openai"},
+        ],
+    }
+    for name, values in sections.items():
+        if isinstance(values, dict):
+            data.setdefault(name, {}).update(values)
+        else:
+            data[name] = values
+    return parse_config(data, source="<test>")
+
+
+class RunningProxy:
+    """The real proxy running in the test's nursery; stop() shuts it down gracefully."""
+
+    def __init__(self, config: Config) -> None:
+        self.config = config
+        self.server: Server | None = None
+        self._scope = trio.CancelScope()
+        self._stopped = trio.Event()
+
+    async def _run(self, *, task_status: Any = trio.TASK_STATUS_IGNORED) -> None:
+        try:
+            with self._scope:
+                await serve(self.config, task_status=task_status)
+        finally:
+            self._stopped.set()
+
+    async def start(self, nursery: trio.Nursery) -> RunningProxy:
+        self.server = await nursery.start(self._run)
+        return self
+
+    @property
+    def url(self) -> str:
+        assert self.server is not None
+        return self.server.url
+
+    async def stop(self) -> None:
+        """Graceful shutdown; returns once the ledger is flushed."""
+        self._scope.cancel()
+        await self._stopped.wait()
+
+    def rows(self) -> list[dict[str, Any]]:
+        """The ledger's rows, oldest first (call after stop() so every row is flushed)."""
+        with sqlite3.connect(self.config.ledger.path) as db:
+            db.row_factory = sqlite3.Row
+            return [dict(r) for r in db.execute("SELECT * FROM requests ORDER BY id")]
+
+
+@pytest.fixture(params=["h11", "httpx"])
+def transport(request: pytest.FixtureRequest) -> str:
+    return request.param
+
+
+@pytest.fixture
+async def proxy(
+    nursery: trio.Nursery, mock: MockUpstream, tmp_path: Path, transport: str
+) -> AsyncIterator[RunningProxy]:
+    running = await RunningProxy(proxy_config(tmp_path, mock.url, transport=transport)).start(
+        nursery
+    )
+    yield running

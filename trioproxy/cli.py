@@ -1,0 +1,167 @@
+"""The `trioproxy` command: run, init, check, usage."""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import os
+import signal
+import sys
+import time
+from pathlib import Path
+
+import tomli_w
+import trio
+
+from . import __version__, systemd
+from .config import Config, ConfigError, default_config, load_config, starter_config_dict
+from .config import with_overrides
+from .server import serve
+
+log = logging.getLogger("trioproxy")
+
+EXIT_CONFIG = 2
+
+
+def _setup_logging(level: str) -> None:
+    # Under systemd, journald stamps each line itself.
+    fmt = "%(levelname)s %(name)s: %(message)s"
+    if "JOURNAL_STREAM" not in os.environ:
+        fmt = "%(asctime)s " + fmt
+    logging.basicConfig(stream=sys.stderr, level=level.upper(), format=fmt)
+
+
+def _load(args: argparse.Namespace) -> Config:
+    config = load_config(args.config) if args.config else default_config()
+    return with_overrides(
+        config,
+        listen=getattr(args, "listen", None),
+        upstream=getattr(args, "upstream", None),
+        ledger=getattr(args, "ledger", None),
+    )
+
+
+async def _run(config: Config) -> None:
+    async with trio.open_nursery() as nursery:
+        with trio.open_signal_receiver(signal.SIGTERM, signal.SIGINT) as signals:
+            server = await nursery.start(serve, config)
+            for route in config.routes:
+                log.info("route %s -> %s (%s)", route.prefix, route.upstream, route.flavour)
+            systemd.notify("READY=1")
+            async for signum in signals:
+                log.info(
+                    "%s: draining (up to %gs)", signal.Signals(signum).name,
+                    config.server.grace_period,
+                )
+                systemd.notify("STOPPING=1")
+                nursery.cancel_scope.cancel()
+                break
+    if server.ledger is not None and server.ledger.lost:
+        log.warning("%d ledger row(s) were lost", server.ledger.lost)
+
+
+def cmd_run(args: argparse.Namespace) -> int:
+    config = _load(args)
+    _setup_logging(args.log_level or config.server.log_level)
+    try:
+        trio.run(_run, config)
+    except (OSError, ExceptionGroup) as exc:
+        error = _first(exc, OSError)
+        if error is None:
+            raise
+        sc = config.server
+        print(f"trioproxy: cannot listen on {sc.host}:{sc.port}: {error}", file=sys.stderr)
+        return 1
+    return 0
+
+
+def _first(exc: BaseException, kind: type[BaseException]) -> BaseException | None:
+    """`exc` itself or the first `kind` inside an exception group, if any."""
+    if isinstance(exc, kind):
+        return exc
+    if isinstance(exc, BaseExceptionGroup):
+        for inner in exc.exceptions:
+            found = _first(inner, kind)
+            if found is not None:
+                return found
+    return None
+
+
+def cmd_init(args: argparse.Namespace) -> int:
+    path = Path(args.config or "config.toml")
+    if path.exists() and not args.force:
+        print(f"trioproxy: {path} exists; use --force to overwrite it", file=sys.stderr)
+        return 1
+    path.write_text(tomli_w.dumps(starter_config_dict()))
+    print(f"wrote {path}; start with: trioproxy run -c {path}")
+    return 0
+
+
+def cmd_check(args: argparse.Namespace) -> int:
+    config = load_config(args.config)
+    routes = ", ".join(f"{r.prefix} -> {r.upstream}" for r in config.routes)
+    print(f"{args.config}: ok (listen {config.server.host}:{config.server.port}; {routes})")
+    return 0
+
+
+def cmd_usage(args: argparse.Namespace) -> int:
+    from .report import LedgerNotFound, format_json, format_table, usage_summary
+
+    path = args.ledger or (load_config(args.config).ledger.path if args.config else None)
+    path = path or default_config().ledger.path
+    since = time.time() - args.days * 86400 if args.days else None
+    try:
+        rows = usage_summary(path, since=since, group_by=tuple(args.by.split(",")))
+    except LedgerNotFound as exc:
+        print(f"trioproxy: {exc}", file=sys.stderr)
+        return 1
+    print(format_json(rows) if args.format == "json" else format_table(rows))
+    return 0
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="trioproxy", description="A fast, dependable reverse proxy for LLM APIs."
+    )
+    parser.add_argument("--version", action="version", version=f"trioproxy {__version__}")
+    sub = parser.add_subparsers(dest="command", required=True)
+
+    run = sub.add_parser("run", help="run the proxy")
+    run.add_argument("-c", "--config", help="config file (default: built-in defaults)")
+    run.add_argument("--listen", metavar="HOST:PORT", help="address to listen on")
+    run.add_argument("--upstream", metavar="URL", help="send every path to this one upstream")
+    run.add_argument("--ledger", metavar="PATH", help="SQLite ledger file")
+    run.add_argument("--log-level", choices=["debug", "info", "warning", "error"])
+    run.set_defaults(func=cmd_run)
+
+    init = sub.add_parser("init", help="write a starter config file")
+    init.add_argument("-c", "--config", help="where to write it (default: config.toml)")
+    init.add_argument("--force", action="store_true", help="overwrite an existing file")
+    init.set_defaults(func=cmd_init)
+
+    check = sub.add_parser("check", help="validate a config file")
+    check.add_argument("-c", "--config", required=True)
+    check.set_defaults(func=cmd_check)
+
+    usage = sub.add_parser("usage", help="what the calls cost, from the ledger")
+    usage.add_argument("-c", "--config", help="config file naming the ledger")
+    usage.add_argument("--ledger", metavar="PATH", help="ledger file (overrides the config)")
+    usage.add_argument("--format", choices=["table", "json"], default="table")
+    usage.add_argument("--by", default="day,model", help="group by: day,model,route,outcome")
+    usage.add_argument("--days", type=float, help="only the last N days")
+    usage.set_defaults(func=cmd_usage)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Entry point of the `trioproxy` command; returns the exit status."""
+    args = build_parser().parse_args(argv)
+    try:
+        return args.func(args)
+    except ConfigError as exc:
+        print(f"trioproxy: {exc}", file=sys.stderr)
+        return EXIT_CONFIG
+
+
+if __name__ == "__main__":
+    sys.exit(main())

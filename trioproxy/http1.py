@@ -1,0 +1,209 @@
+"""h11 glue for the client side: read requests under caps and deadlines, write responses.
+
+One `ClientConnection` wraps one accepted stream. Only one task reads from it at a time:
+the connection loop between requests, the disconnect watcher while a request is relayed.
+"""
+
+from __future__ import annotations
+
+import math
+
+import h11
+import trio
+
+from .errors import BadRequest, BodyTooLarge, HeadersTooLarge, ProxyError, RequestTimeout
+
+RECEIVE_SIZE = 65536
+CLOSE_TIMEOUT = 1.0
+LINGER_MAX_BYTES = 1 << 20
+
+
+def _raise_protocol_error(exc: h11.RemoteProtocolError) -> None:
+    if exc.error_status_hint == 431:
+        raise HeadersTooLarge("request headers are larger than limits.max_header_size") from exc
+    raise BadRequest(f"malformed HTTP request: {exc}") from exc
+
+
+class ClientConnection:
+    """A client's HTTP/1.1 connection: h11 state plus the stream it runs over."""
+
+    def __init__(self, stream: trio.abc.Stream, *, max_header_size: int) -> None:
+        self.stream = stream
+        self.conn = h11.Connection(h11.SERVER, max_incomplete_event_size=max_header_size)
+        self.response_started = False
+        self.gone = False  # the client closed or reset its side
+        self.broken = False  # a send failed or a response was cut: never reuse
+        self.linger = False  # we answered before reading the whole body: drain before close
+
+    async def _receive(self) -> None:
+        try:
+            data = await self.stream.receive_some(RECEIVE_SIZE)
+        except (trio.BrokenResourceError, trio.ClosedResourceError):
+            data = b""
+        if not data:
+            self.gone = True
+        try:
+            self.conn.receive_data(data)
+        except RuntimeError:
+            # receive_data after EOF: the peer already closed; nothing more will come.
+            self.gone = True
+
+    async def _next_event(self) -> h11.Event | type[h11.PAUSED]:
+        while True:
+            try:
+                event = self.conn.next_event()
+            except h11.RemoteProtocolError as exc:
+                _raise_protocol_error(exc)
+            if event is h11.NEED_DATA:
+                if self.gone:
+                    raise trio.BrokenResourceError("client closed the connection")
+                await self._receive()
+                continue
+            return event
+
+    async def next_request(self, timeout: float, *, first: bool) -> h11.Request | None:
+        """The next request head, or None if the client closed cleanly between requests.
+
+        A head that does not arrive within `timeout` raises RequestTimeout when part of it
+        (or, on a new connection, none of it) was sent; an idle keep-alive connection that
+        simply stays quiet is closed without an answer (returns None).
+        """
+        with trio.move_on_after(timeout) as scope:
+            try:
+                event = await self._next_event()
+            except trio.BrokenResourceError:
+                return None
+        if scope.cancelled_caught:
+            if first or self.conn.trailing_data[0]:
+                raise RequestTimeout(f"request head not received within {timeout:g}s")
+            return None
+        if isinstance(event, h11.ConnectionClosed):
+            return None
+        if not isinstance(event, h11.Request):  # pragma: no cover - h11 guarantees Request first
+            raise BadRequest(f"expected a request, got {type(event).__name__}")
+        return event
+
+    async def read_body(self, request: h11.Request, *, max_size: int, timeout: float) -> bytes:
+        """The whole request body, enforcing `max_size` while reading (RFC 9110 §15.5.14)."""
+        length = None
+        for name, value in request.headers:
+            if name == b"content-length":
+                length = int(value)  # h11 already validated it
+                break
+        if length is not None and length > max_size:
+            raise BodyTooLarge(
+                f"request body of {length} bytes is over the {max_size} byte limit"
+                " (limits.max_body_size)"
+            )
+        if self.conn.they_are_waiting_for_100_continue:
+            await self._send(h11.InformationalResponse(status_code=100, headers=[]))
+        parts: list[bytes] = []
+        size = 0
+        deadline = trio.current_time() + timeout if math.isfinite(timeout) else math.inf
+        with trio.move_on_at(deadline) as scope:
+            while True:
+                try:
+                    event = await self._next_event()
+                except trio.BrokenResourceError:
+                    raise BadRequest("client closed the connection before sending its body")
+                if isinstance(event, h11.Data):
+                    size += len(event.data)
+                    if size > max_size:
+                        raise BodyTooLarge(
+                            f"request body is over the {max_size} byte limit"
+                            " (limits.max_body_size)"
+                        )
+                    parts.append(event.data)
+                elif isinstance(event, h11.EndOfMessage):
+                    break
+        if scope.cancelled_caught:
+            raise RequestTimeout(f"request body not received within {timeout:g}s")
+        return b"".join(parts)
+
+    async def watch_disconnect(self, on_gone: trio.CancelScope) -> None:
+        """Read from the client while a request is relayed; cancel `on_gone` if it leaves.
+
+        Bytes that arrive (a pipelined next request) are kept in h11's buffer.
+        """
+        while not self.gone:
+            await self._receive()
+        on_gone.cancel()
+
+    async def _send(self, event: h11.Event) -> None:
+        data = self.conn.send(event)
+        try:
+            await self.stream.send_all(data)
+        except BaseException:
+            self.conn.send_failed()
+            self.broken = True
+            raise
+
+    async def send_head(self, status: int, headers: list[tuple[bytes, bytes]]) -> None:
+        """Send the response head; the body follows through `send_data` and `send_end`."""
+        self.response_started = True
+        await self._send(h11.Response(status_code=status, headers=headers))
+
+    async def send_data(self, data: bytes) -> None:
+        """Send one body chunk as it is, immediately (no coalescing)."""
+        await self._send(h11.Data(data=data))
+
+    async def send_end(self) -> None:
+        await self._send(h11.EndOfMessage())
+
+    async def send_simple(
+        self, status: int, body: bytes, *, content_type: bytes = b"application/json",
+        close: bool = False,
+    ) -> None:
+        """Send a whole small response that the proxy makes itself."""
+        headers = [(b"content-type", content_type), (b"content-length", str(len(body)).encode())]
+        if close:
+            headers.append((b"connection", b"close"))
+        await self.send_head(status, headers)
+        await self._send(h11.Data(data=body))
+        await self.send_end()
+
+    async def send_error(self, error: ProxyError, body: bytes) -> None:
+        """Answer `error` if no response was started; close after it if the body was not read."""
+        if self.response_started or self.broken:
+            self.broken = True
+            return
+        close = self.conn.their_state is not h11.DONE or isinstance(error, RequestTimeout)
+        self.linger = self.conn.their_state is not h11.DONE
+        try:
+            await self.send_simple(error.status, body, close=close)
+        except (trio.BrokenResourceError, trio.ClosedResourceError, h11.LocalProtocolError):
+            self.broken = True
+
+    def start_next_cycle(self) -> bool:
+        """Prepare for the next request on this connection; False if it must close."""
+        if self.broken or self.gone:
+            return False
+        if self.conn.our_state is h11.DONE and self.conn.their_state is h11.DONE:
+            self.conn.start_next_cycle()
+            self.response_started = False
+            return True
+        return False
+
+    async def aclose(self) -> None:
+        """Close the stream, waiting at most CLOSE_TIMEOUT for a graceful close.
+
+        After an early answer (413 before the body was read) the unread body is drained
+        for a moment first: closing a socket with unread input sends a reset, which can
+        destroy the answer before the client reads it (RFC 9112 §9.6, "lingering close").
+        """
+        with trio.move_on_after(CLOSE_TIMEOUT, shield=True) as scope:
+            if self.linger and not self.gone and isinstance(self.stream, trio.SocketStream):
+                with trio.move_on_after(CLOSE_TIMEOUT / 2):
+                    try:
+                        await self.stream.send_eof()
+                        drained = 0
+                        while drained < LINGER_MAX_BYTES:
+                            data = await self.stream.receive_some(RECEIVE_SIZE)
+                            if not data:
+                                break
+                            drained += len(data)
+                    except (trio.BrokenResourceError, trio.ClosedResourceError):
+                        pass
+            await self.stream.aclose()
+        if scope.cancelled_caught:
+            await trio.aclose_forcefully(self.stream)

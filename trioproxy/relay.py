@@ -1,0 +1,206 @@
+"""Forward one request upstream and stream the answer back, with usage scanning on the side.
+
+The client stream is primary: each upstream chunk is written to the client as soon as
+it arrives, as it is. A copy goes over a bounded memory channel to the usage-scanner
+task; if that task falls behind, it is detached and the record marked incomplete, so
+the client never waits for it. The relay's nursery owns the upstream exchange, the
+scanner and a watcher on the client socket: if the client leaves, everything is
+cancelled and the upstream request closed (nobody pays for tokens no one reads).
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+from dataclasses import dataclass
+
+import trio
+
+from . import headers as hdr
+from .config import Route, TimeoutsConfig
+from .errors import ProxyError, UpstreamTimeout, error_sse_event
+from .http1 import ClientConnection
+from .upstream.base import Transport, UpstreamResponse
+from .usage.record import UsageRecord
+from .usage.scan import UsageScanner, make_scanner
+
+log = logging.getLogger("trioproxy")
+
+SCANNER_QUEUE = 256  # chunks the scanner may lag behind before it is detached
+
+
+@dataclass(slots=True)
+class Exchange:
+    """One request on its way upstream, as the relay needs it."""
+
+    route: Route
+    method: bytes
+    target: bytes  # upstream target: base path + rest + query
+    headers: hdr.Headers  # already filtered for upstream
+    body: bytes
+    flavour: str  # the API shape for errors made by the proxy
+    started: float  # trio.current_time() when the request head was read
+    # The response so far lets the proxy append an SSE error event (an uncompressed
+    # event stream framed by chunks, not by Content-Length).
+    can_append_event: bool = False
+    completed: bool = False  # the whole response reached the client
+
+
+class _Scanner:
+    """The side consumer: a usage scanner fed from a bounded channel by its own task."""
+
+    def __init__(self, scanner: UsageScanner) -> None:
+        self.scanner = scanner
+        self.send, self.receive = trio.open_memory_channel[bytes](SCANNER_QUEUE)
+        self.detached = False
+
+    def offer(self, chunk: bytes) -> None:
+        if self.detached:
+            return
+        try:
+            self.send.send_nowait(chunk)
+        except trio.WouldBlock:
+            self.detached = True
+            self.scanner.complete = False
+            self.scanner.problem = "usage scanner fell behind the stream and was detached"
+
+    async def run(self) -> None:
+        async for chunk in self.receive:
+            self.scanner.feed(chunk)
+
+    def finish(self, record: UsageRecord) -> None:
+        # Chunks still queued (the task was cancelled, or had not run yet) are fed here.
+        if not self.detached:
+            while True:
+                try:
+                    self.scanner.feed(self.receive.receive_nowait())
+                except (trio.WouldBlock, trio.EndOfChannel, trio.ClosedResourceError):
+                    break
+        record.usage = self.scanner.finish()
+        record.scan_complete = self.scanner.complete
+        if not self.scanner.complete and self.scanner.problem:
+            log.debug("usage scan incomplete: %s", self.scanner.problem)
+
+
+def _deadline(start: float, seconds: float) -> float:
+    return start + seconds if math.isfinite(seconds) else math.inf
+
+
+class Relay:
+    """Runs exchanges over the configured transports with the configured deadlines."""
+
+    def __init__(self, transports: dict[str, Transport], default: str, timeouts: TimeoutsConfig):
+        self._transports = transports
+        self._default = default
+        self._timeouts = timeouts
+
+    async def run(self, client: ClientConnection, ex: Exchange, record: UsageRecord) -> None:
+        """Relay `ex` and fill `record`. Raises ProxyError only before the response started."""
+        t = self._timeouts
+        error: ProxyError | None = None
+        async with trio.open_nursery() as nursery:
+            nursery.start_soon(client.watch_disconnect, nursery.cancel_scope)
+            try:
+                with trio.CancelScope(deadline=_deadline(ex.started, t.total)) as total_scope:
+                    await self._exchange(client, ex, record, nursery)
+                if total_scope.cancelled_caught:
+                    raise UpstreamTimeout(
+                        f"request took longer than {t.total:g}s (timeouts.total)"
+                    )
+            except ProxyError as exc:
+                if client.response_started:
+                    await self._end_stream_with_error(client, ex, record, exc)
+                else:
+                    error = exc
+            except (trio.BrokenResourceError, trio.ClosedResourceError):
+                client.gone = True  # writing to the client failed: it left
+            nursery.cancel_scope.cancel()
+        if error is not None:
+            raise error
+        if client.gone and not ex.completed:
+            record.outcome = "cancelled"
+            record.error = "client disconnected before the response was complete"
+
+    async def _exchange(
+        self, client: ClientConnection, ex: Exchange, record: UsageRecord,
+        nursery: trio.Nursery,
+    ) -> None:
+        t = self._timeouts
+        transport = self._transports[ex.route.transport or self._default]
+        with trio.move_on_at(_deadline(ex.started, t.first_byte)) as head_scope:
+            response = await transport.request(
+                ex.route, ex.method, ex.target, ex.headers, ex.body,
+                connect_timeout=t.upstream_connect,
+            )
+        if head_scope.cancelled_caught:
+            raise UpstreamTimeout(
+                f"upstream sent no response within {t.first_byte:g}s (timeouts.first_byte)"
+            )
+        record.ttfb_ms = (trio.current_time() - ex.started) * 1000
+        try:
+            await self._stream_response(client, ex, record, response, nursery)
+        finally:
+            await response.aclose()
+
+    async def _stream_response(
+        self, client: ClientConnection, ex: Exchange, record: UsageRecord,
+        response: UpstreamResponse, nursery: trio.Nursery,
+    ) -> None:
+        record.status = response.status
+        content_type = hdr.get(response.headers, b"content-type")
+        encoding = hdr.get(response.headers, b"content-encoding")
+        ctype = content_type.decode("latin-1") if content_type else None
+        record.stream = bool(ctype and ctype.startswith("text/event-stream"))
+        ex.can_append_event = (
+            record.stream and encoding is None
+            and hdr.get(response.headers, b"content-length") is None
+        )
+        if response.status >= 400:
+            record.outcome = "upstream_error"
+        scanner = make_scanner(
+            ex.route.flavour, record.path, ctype, encoding.decode("latin-1") if encoding else None
+        )
+        side = _Scanner(scanner) if scanner is not None else None
+        if side is not None:
+            nursery.start_soon(side.run)
+        idle = self._timeouts.idle
+        try:
+            await client.send_head(response.status, hdr.response_headers(response.headers))
+            while True:
+                with trio.move_on_after(idle) as idle_scope:
+                    chunk = await response.receive_some()
+                if idle_scope.cancelled_caught:
+                    raise UpstreamTimeout(
+                        f"upstream sent nothing for {idle:g}s mid-response (timeouts.idle)"
+                    )
+                if not chunk:
+                    break
+                await client.send_data(chunk)
+                record.bytes_out += len(chunk)
+                if side is not None:
+                    side.offer(chunk)
+            await client.send_end()
+            ex.completed = True
+        finally:
+            if side is not None:
+                side.send.close()
+                side.finish(record)
+
+    async def _end_stream_with_error(
+        self, client: ClientConnection, ex: Exchange, record: UsageRecord, exc: ProxyError
+    ) -> None:
+        """Upstream failed after the head was sent: end an SSE stream with an error event
+        in the client's API shape; any other body can only be cut, by closing."""
+        record.outcome = exc.outcome
+        record.error = exc.message
+        log.warning("%s %s: %s", ex.method.decode(), record.path, exc.message)
+        if client.broken or client.gone:
+            return
+        if ex.can_append_event:
+            try:
+                await client.send_data(error_sse_event(ex.flavour, exc.message))
+                await client.send_end()
+                return
+            except (trio.BrokenResourceError, trio.ClosedResourceError):
+                pass
+        client.broken = True

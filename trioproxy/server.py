@@ -1,0 +1,222 @@
+"""Listeners, one task per connection, the connection cap and graceful shutdown.
+
+Shutdown (the task running `serve` is cancelled) goes the hypercorn way: stop accepting,
+close idle keep-alive connections, let in-flight requests finish until the grace period
+ends, cancel what is left, then flush the ledger. Connection tasks shield themselves
+from the outer cancellation so that shutdown, not the cancel, decides when they stop.
+"""
+
+from __future__ import annotations
+
+import errno
+import hashlib
+import hmac
+import logging
+import math
+import os
+from dataclasses import dataclass, field
+
+import trio
+
+from .config import Config
+from .errors import ProxyError, error_body
+from .http1 import ClientConnection
+from .ledger import Ledger
+from .proxy import Proxy, build_transports
+
+log = logging.getLogger("trioproxy")
+
+LEDGER_FLUSH_TIMEOUT = 10.0
+ACCEPT_RETRY_SLEEP = 0.1
+_ACCEPT_CAPACITY_ERRNOS = {errno.EMFILE, errno.ENFILE, errno.ENOMEM, errno.ENOBUFS}
+
+
+@dataclass(eq=False)
+class _ConnectionTask:
+    scope: trio.CancelScope
+    idle: bool = True  # waiting for a request head, not handling one
+    head_scope: trio.CancelScope | None = None  # the wait for the next head
+
+
+@dataclass
+class Server:
+    """A running proxy, as `serve` hands it to its starter."""
+
+    config: Config
+    host: str
+    port: int
+    ledger: Ledger | None
+    proxy: Proxy
+    _connections: set[_ConnectionTask] = field(default_factory=set)
+    _draining: bool = False
+    _all_closed: trio.Event = field(default_factory=trio.Event)
+
+    @property
+    def url(self) -> str:
+        host = f"[{self.host}]" if ":" in self.host else self.host
+        return f"http://{host}:{self.port}"
+
+    @property
+    def open_connections(self) -> int:
+        return len(self._connections)
+
+
+def _process_key_hasher() -> tuple[object, object]:
+    salt = os.urandom(16)
+
+    def hash_key(secret: str) -> str:
+        return "k_" + hmac.new(salt, secret.encode(), hashlib.sha256).hexdigest()[:32]
+
+    return (lambda record: None), hash_key
+
+
+async def serve(config: Config, *, task_status=trio.TASK_STATUS_IGNORED) -> None:
+    """Run the proxy until cancelled; `task_status.started(server)` once it listens.
+
+    Cancelling the caller's scope shuts down gracefully: in-flight requests get up to
+    `server.grace_period` to finish, then the ledger is flushed.
+    """
+    ledger = None
+    if config.ledger.enabled:
+        lc = config.ledger
+        ledger = Ledger(
+            lc.path, batch_size=lc.batch_size, flush_interval=lc.flush_interval,
+            checkpoint_interval=lc.checkpoint_interval, queue_size=lc.queue_size,
+        )
+        record, hash_key = ledger.record, ledger.hash_key
+    else:
+        record, hash_key = _process_key_hasher()
+    transports = build_transports(config)
+    proxy = Proxy(config, transports, record, hash_key)
+    sc = config.server
+    listeners = await trio.open_tcp_listeners(sc.port, host=sc.host)
+    port = listeners[0].socket.getsockname()[1]
+    server = Server(config=config, host=sc.host, port=port, ledger=ledger, proxy=proxy)
+    limiter = trio.CapacityLimiter(sc.max_connections)
+    # The ledger outlives the connections so that their last rows are written; it
+    # stops when closed, within LEDGER_FLUSH_TIMEOUT.
+    ledger_scope = trio.CancelScope(shield=True)
+
+    async def run_ledger(*, task_status=trio.TASK_STATUS_IGNORED) -> None:
+        with ledger_scope:
+            await ledger.run(task_status=task_status)
+
+    try:
+        async with trio.open_nursery() as services:
+            if ledger is not None:
+                await services.start(run_ledger)
+            try:
+                async with trio.open_nursery() as connections:
+                    try:
+                        async with trio.open_nursery() as accepting:
+                            for listener in listeners:
+                                accepting.start_soon(
+                                    _accept_loop, server, listener, limiter, connections
+                                )
+                            log.info("listening on %s", server.url)
+                            task_status.started(server)
+                    finally:
+                        with trio.CancelScope(shield=True):
+                            await _drain(server, listeners)
+            finally:
+                if ledger is not None:
+                    ledger.close()
+                    ledger_scope.deadline = trio.current_time() + LEDGER_FLUSH_TIMEOUT
+    finally:
+        with trio.move_on_after(1, shield=True):
+            for transport in transports.values():
+                await transport.aclose()
+        log.info("stopped")
+
+
+async def _accept_loop(
+    server: Server, listener: trio.SocketListener, limiter: trio.CapacityLimiter,
+    connections: trio.Nursery,
+) -> None:
+    while True:
+        token = object()
+        # At the cap, stop accepting: new clients wait in the kernel's backlog.
+        await limiter.acquire_on_behalf_of(token)
+        try:
+            stream = await listener.accept()
+        except OSError as exc:
+            limiter.release_on_behalf_of(token)
+            if exc.errno not in _ACCEPT_CAPACITY_ERRNOS:
+                raise
+            # Out of file descriptors or memory: wait for some to free up (as trio does).
+            log.error("accept failed (%s); retrying shortly", exc.strerror)
+            await trio.sleep(ACCEPT_RETRY_SLEEP)
+            continue
+        except BaseException:
+            limiter.release_on_behalf_of(token)
+            raise
+        connections.start_soon(_run_connection, server, stream, limiter, token)
+
+
+async def _run_connection(
+    server: Server, stream: trio.SocketStream, limiter: trio.CapacityLimiter, token: object
+) -> None:
+    # Shielded: the server's shutdown decides when a connection is cut (see _drain).
+    with trio.CancelScope(shield=True) as scope:
+        task = _ConnectionTask(scope)
+        server._connections.add(task)
+        try:
+            await _serve_connection(server, stream, task)
+        finally:
+            server._connections.discard(task)
+            limiter.release_on_behalf_of(token)
+            if server._draining and not server._connections:
+                server._all_closed.set()
+
+
+async def _serve_connection(server: Server, stream: trio.SocketStream, task: _ConnectionTask):
+    config = server.config
+    client = ClientConnection(stream, max_header_size=config.limits.max_header_size)
+    first = True
+    try:
+        while not server._draining:
+            task.idle = True
+            try:
+                with trio.CancelScope() as head_scope:
+                    task.head_scope = head_scope
+                    request = await client.next_request(config.timeouts.request_head, first=first)
+            except ProxyError as exc:
+                await client.send_error(exc, error_body("anthropic", exc.status, exc.message))
+                log.info("rejected request from %s: %s", _peer(stream), exc.message)
+                break
+            if head_scope.cancelled_caught or request is None:
+                break
+            task.idle = False
+            first = False
+            await server.proxy.handle(client, request)
+            if not client.start_next_cycle():
+                break
+    except Exception:
+        # One connection's failure, whatever it is, never takes the server down.
+        log.exception("connection from %s failed", _peer(stream))
+    finally:
+        await client.aclose()
+
+
+def _peer(stream: trio.SocketStream) -> str:
+    try:
+        host, port = stream.socket.getpeername()[:2]
+        return f"{host}:{port}"
+    except OSError:
+        return "?"
+
+
+async def _drain(server: Server, listeners: list[trio.SocketListener]) -> None:
+    server._draining = True
+    for listener in listeners:
+        await listener.aclose()
+    for task in list(server._connections):
+        if task.idle:
+            (task.head_scope or task.scope).cancel()
+    grace = server.config.server.grace_period
+    if server._connections:
+        log.info("waiting up to %gs for %d connection(s)", grace, len(server._connections))
+        with trio.move_on_after(grace if math.isfinite(grace) else math.inf):
+            await server._all_closed.wait()
+        for task in list(server._connections):
+            task.scope.cancel()

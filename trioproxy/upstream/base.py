@@ -1,0 +1,74 @@
+"""The upstream transport interface that the relay talks to, and the TLS context it uses."""
+
+from __future__ import annotations
+
+import os
+import ssl
+from typing import Protocol
+
+import certifi
+
+from ..headers import Headers
+
+
+class Origin(Protocol):
+    """Where a request goes: a configured route provides these."""
+
+    scheme: str
+    host: str
+    port: int
+
+
+class UpstreamResponse(Protocol):
+    """A response whose head has arrived; its body is read chunk by chunk as it comes."""
+
+    status: int
+    headers: Headers
+
+    async def receive_some(self) -> bytes:
+        """The next body chunk as upstream framed it; b"" once the body is complete."""
+        ...
+
+    async def aclose(self) -> None:
+        """Release the connection: back to the pool if the body was read, else closed."""
+        ...
+
+
+class Transport(Protocol):
+    """Sends one request upstream and returns once the response head arrived.
+
+    Raises UpstreamError (unreachable, TLS, protocol) or UpstreamTimeout (connect).
+    """
+
+    async def request(
+        self, origin: Origin, method: bytes, target: bytes, headers: Headers, body: bytes,
+        *, connect_timeout: float,
+    ) -> UpstreamResponse: ...
+
+    async def aclose(self) -> None: ...
+
+
+def make_ssl_context(ca_file: str | None = None) -> ssl.SSLContext:
+    """A verifying client context: the system CA store, certifi if that is empty, and ca_file."""
+    context = ssl.create_default_context()
+    paths = ssl.get_default_verify_paths()
+    has_system_store = bool(paths.cafile) or bool(paths.capath and os.listdir(paths.capath))
+    if not has_system_store:
+        context.load_verify_locations(cafile=certifi.where())
+    if ca_file:
+        context.load_verify_locations(cafile=ca_file)
+    context.set_alpn_protocols(["http/1.1"])
+    return context
+
+
+def tls_failure_message(host: str, exc: BaseException) -> str:
+    """Say why a TLS handshake with upstream failed and what to do about it."""
+    cause = exc
+    while cause.__cause__ is not None and not isinstance(cause, ssl.SSLError):
+        cause = cause.__cause__
+    if isinstance(cause, ssl.SSLCertVerificationError):
+        return (
+            f"upstream {host} presented a TLS certificate that is not trusted"
+            f" ({cause.verify_message}); if it is yours, add its CA to upstream.ca_file"
+        )
+    return f"TLS handshake with upstream {host} failed: {cause}"

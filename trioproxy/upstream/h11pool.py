@@ -1,0 +1,221 @@
+"""The default upstream transport: HTTP/1.1 on h11 over trio streams, with keep-alive pools.
+
+One pool of idle connections per origin, most recently used first. A connection goes
+back to its pool only after a response was read to its end; it is checked before reuse
+(idle expiry, and the socket must not be readable: an idle HTTP/1.1 connection that has
+something to read was closed by the server or is out of step). A request that may have
+reached upstream is never sent twice, except an idempotent one whose reused connection
+failed before any response byte arrived.
+"""
+
+from __future__ import annotations
+
+import math
+import ssl
+
+import h11
+import trio
+
+from ..errors import UpstreamError, UpstreamTimeout, UpstreamTLSError
+from ..headers import Headers
+from .base import Origin, tls_failure_message
+
+RECEIVE_SIZE = 65536
+_IDEMPOTENT = frozenset({b"GET", b"HEAD", b"OPTIONS", b"PUT", b"DELETE", b"TRACE"})
+_NETWORK_ERRORS = (trio.BrokenResourceError, trio.ClosedResourceError, OSError)
+
+
+class _Connection:
+    __slots__ = ("stream", "socket", "h11", "idle_since")
+
+    def __init__(self, stream: trio.abc.Stream, socket: trio.socket.SocketType) -> None:
+        self.stream = stream
+        self.socket = socket
+        self.h11 = h11.Connection(h11.CLIENT)
+        self.idle_since = 0.0
+
+    def close(self) -> None:
+        # Closing the socket directly is immediate and never blocks; TLS close_notify
+        # is not needed for HTTP/1.1 with explicit framing (RFC 8446 §6.1 permits this).
+        self.socket.close()
+
+    async def receive_event(self) -> h11.Event | type[h11.PAUSED]:
+        while True:
+            event = self.h11.next_event()
+            if event is h11.NEED_DATA:
+                data = await self.stream.receive_some(RECEIVE_SIZE)
+                self.h11.receive_data(data)
+                continue
+            return event
+
+
+class H11Response:
+    """A response from one pooled connection, its body read on demand."""
+
+    __slots__ = ("status", "headers", "_conn", "_pool", "_key", "_done")
+
+    def __init__(
+        self, response: h11.Response, conn: _Connection, pool: H11Pool, key: tuple
+    ) -> None:
+        self.status = response.status_code
+        self.headers: Headers = list(response.headers)
+        self._conn: _Connection | None = conn
+        self._pool = pool
+        self._key = key
+        self._done = False
+
+    async def receive_some(self) -> bytes:
+        """The next body chunk as upstream framed it; b"" at the end of the body."""
+        conn = self._conn
+        if conn is None:
+            return b""
+        try:
+            event = await conn.receive_event()
+        except h11.RemoteProtocolError as exc:
+            self._discard()
+            raise UpstreamError(f"upstream broke off the response: {exc}") from exc
+        except _NETWORK_ERRORS as exc:
+            self._discard()
+            raise UpstreamError(f"upstream connection failed mid-response: {exc}") from exc
+        if type(event) is h11.Data:
+            return bytes(event.data)  # h11 hands out bytearrays; consumers get immutable bytes
+        if type(event) is h11.EndOfMessage:
+            self._done = True
+            self._release()
+            return b""
+        self._discard()  # pragma: no cover - h11 yields only Data/EndOfMessage here
+        raise UpstreamError(f"unexpected upstream event {event!r}")
+
+    def _release(self) -> None:
+        conn, self._conn = self._conn, None
+        if conn is not None:
+            self._pool._put(self._key, conn)
+
+    def _discard(self) -> None:
+        conn, self._conn = self._conn, None
+        if conn is not None:
+            conn.close()
+
+    async def aclose(self) -> None:
+        """Close the connection unless the body was read to its end (then it was pooled)."""
+        self._discard()
+
+
+class H11Pool:
+    """Keep-alive HTTP/1.1 connections per origin, bounded, with idle expiry."""
+
+    def __init__(
+        self, ssl_context: ssl.SSLContext, *, max_idle: int = 64, idle_timeout: float = 60.0
+    ) -> None:
+        self._ssl_context = ssl_context
+        self._max_idle = max_idle
+        self._idle_timeout = idle_timeout
+        self._idle: dict[tuple, list[_Connection]] = {}
+        self.connections_opened = 0
+
+    def _take(self, key: tuple) -> _Connection | None:
+        idle = self._idle.get(key)
+        now = trio.current_time()
+        while idle:
+            conn = idle.pop()
+            if now - conn.idle_since <= self._idle_timeout and not conn.socket.is_readable():
+                return conn
+            conn.close()
+        return None
+
+    def _put(self, key: tuple, conn: _Connection) -> None:
+        if conn.h11.our_state is not h11.DONE or conn.h11.their_state is not h11.DONE:
+            conn.close()
+            return
+        conn.h11.start_next_cycle()
+        conn.idle_since = trio.current_time()
+        idle = self._idle.setdefault(key, [])
+        if len(idle) >= self._max_idle:
+            conn.close()
+            return
+        idle.append(conn)
+
+    async def _connect(self, origin: Origin, timeout: float) -> _Connection:
+        where = f"{origin.host}:{origin.port}"
+        try:
+            with trio.fail_after(timeout if math.isfinite(timeout) else math.inf):
+                # trio's SocketStream sets TCP_NODELAY itself.
+                tcp = await trio.open_tcp_stream(origin.host, origin.port)
+                stream: trio.abc.Stream = tcp
+                if origin.scheme == "https":
+                    tls = trio.SSLStream(
+                        tcp, self._ssl_context, server_hostname=origin.host,
+                        https_compatible=True,
+                    )
+                    try:
+                        await tls.do_handshake()
+                    except BaseException:
+                        tcp.socket.close()
+                        raise
+                    stream = tls
+        except trio.TooSlowError:
+            raise UpstreamTimeout(
+                f"could not connect to upstream {where} within {timeout:g}s"
+                " (timeouts.upstream_connect)"
+            ) from None
+        except trio.BrokenResourceError as exc:
+            raise UpstreamTLSError(tls_failure_message(origin.host, exc)) from exc
+        except OSError as exc:
+            reason = exc.strerror or str(exc)
+            raise UpstreamError(f"could not connect to upstream {where}: {reason}") from exc
+        self.connections_opened += 1
+        return _Connection(stream, tcp.socket)
+
+    async def request(
+        self, origin: Origin, method: bytes, target: bytes, headers: Headers, body: bytes,
+        *, connect_timeout: float,
+    ) -> H11Response:
+        """Send one request and return once the response head arrived."""
+        key = (origin.scheme, origin.host, origin.port)
+        request = h11.Request(method=method, target=target, headers=headers)
+        while True:
+            conn = self._take(key)
+            reused = conn is not None
+            if conn is None:
+                conn = await self._connect(origin, connect_timeout)
+            got_bytes = False
+            try:
+                h = conn.h11
+                data = h.send(request)
+                if body:
+                    data += h.send(h11.Data(data=body))
+                data += h.send(h11.EndOfMessage())
+                await conn.stream.send_all(data)
+                while True:
+                    event = await conn.receive_event()
+                    if type(event) is h11.ConnectionClosed:
+                        raise trio.BrokenResourceError("connection closed before a response")
+                    got_bytes = True
+                    if type(event) is h11.Response:
+                        return H11Response(event, conn, self, key)
+                    # InformationalResponse (100 Continue and the like): wait for the real one.
+            except BaseException as exc:
+                conn.close()
+                if isinstance(exc, h11.RemoteProtocolError) and not got_bytes:
+                    # EOF before any response on a reused connection reads as a protocol
+                    # error in h11; treat it like a network error.
+                    exc_is_network = True
+                else:
+                    exc_is_network = isinstance(exc, _NETWORK_ERRORS)
+                if exc_is_network and reused and not got_bytes and method in _IDEMPOTENT:
+                    continue  # stale keep-alive connection: safe to retry once more fresh
+                if isinstance(exc, h11.RemoteProtocolError):
+                    raise UpstreamError(f"upstream sent an invalid response: {exc}") from exc
+                if exc_is_network:
+                    raise UpstreamError(
+                        f"upstream {origin.host}:{origin.port} closed the connection"
+                        f" before answering: {exc}"
+                    ) from exc
+                raise
+
+    async def aclose(self) -> None:
+        """Close every idle connection."""
+        for idle in self._idle.values():
+            for conn in idle:
+                conn.close()
+        self._idle.clear()
