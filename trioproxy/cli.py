@@ -14,8 +14,14 @@ import tomli_w
 import trio
 
 from . import __version__, systemd
-from .config import Config, ConfigError, default_config, load_config, starter_config_dict
-from .config import with_overrides
+from .config import (
+    Config,
+    ConfigError,
+    default_config,
+    load_config,
+    starter_config_dict,
+    with_overrides,
+)
 from .server import serve
 
 log = logging.getLogger("trioproxy")
@@ -105,14 +111,14 @@ def cmd_check(args: argparse.Namespace) -> int:
 
 
 def cmd_usage(args: argparse.Namespace) -> int:
-    from .report import LedgerNotFound, format_json, format_table, usage_summary
+    from .report import ReportError, format_json, format_table, usage_summary
 
     path = args.ledger or (load_config(args.config).ledger.path if args.config else None)
     path = path or default_config().ledger.path
     since = time.time() - args.days * 86400 if args.days else None
     try:
         rows = usage_summary(path, since=since, group_by=tuple(args.by.split(",")))
-    except LedgerNotFound as exc:
+    except (ReportError, ValueError) as exc:
         print(f"trioproxy: {exc}", file=sys.stderr)
         return 1
     print(format_json(rows) if args.format == "json" else format_table(rows))

@@ -105,7 +105,9 @@ class ClientConnection:
                 try:
                     event = await self._next_event()
                 except trio.BrokenResourceError:
-                    raise BadRequest("client closed the connection before sending its body")
+                    raise BadRequest(
+                        "client closed the connection before sending its body"
+                    ) from None
                 if isinstance(event, h11.Data):
                     size += len(event.data)
                     if size > max_size:

@@ -1,0 +1,424 @@
+"""The usage ledger: one SQLite row per proxied request, written off the event loop.
+
+Rule 6 of the design: recording never blocks traffic. `Ledger.record()` is a sync,
+non-blocking hand-off into a bounded memory channel; one writer task (`Ledger.run`)
+takes rows from it and writes them in batches, with every sqlite3 call made in a
+worker thread through `trio.to_thread.run_sync`, one call at a time, on one
+connection. If the ledger cannot be opened, falls behind or fails to write, requests
+still flow: the rows are counted in `Ledger.lost` and a rate-limited warning is logged.
+
+The schema is versioned with `PRAGMA user_version`; `MIGRATIONS` holds the steps,
+each applied in its own transaction. Read-only queries for reports live in
+`trioproxy.report`.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import hmac
+import logging
+import math
+import os
+import secrets
+import sqlite3
+import time
+from contextlib import suppress
+from typing import Any
+
+import trio
+
+from trioproxy.usage.record import UsageRecord
+
+logger = logging.getLogger("trioproxy.ledger")
+
+# Schema migrations, in order: step i takes a ledger from user_version i to i + 1.
+# Each step is a tuple of statements run in one transaction; to change the schema,
+# append one step (never edit a released one).
+MIGRATIONS: tuple[tuple[str, ...], ...] = (
+    # 1: one row per request, and the salt for client key hashes.
+    (
+        """CREATE TABLE requests (
+            id INTEGER PRIMARY KEY,
+            ts REAL NOT NULL,
+            route TEXT,
+            method TEXT,
+            path TEXT,
+            status INTEGER,
+            model TEXT,
+            stream INTEGER,
+            input_tokens INTEGER,
+            output_tokens INTEGER,
+            cache_read_tokens INTEGER,
+            cache_write_tokens INTEGER,
+            stop_reason TEXT,
+            ttfb_ms REAL,
+            duration_ms REAL,
+            bytes_in INTEGER,
+            bytes_out INTEGER,
+            outcome TEXT,
+            client_key_hash TEXT,
+            error TEXT,
+            scan_complete INTEGER
+        )""",
+        "CREATE INDEX requests_ts ON requests (ts)",
+        "CREATE INDEX requests_model ON requests (model)",
+        "CREATE TABLE meta (key TEXT PRIMARY KEY, value TEXT)",
+    ),
+)
+SCHEMA_VERSION = len(MIGRATIONS)
+
+_COLUMNS = (
+    "ts, route, method, path, status, model, stream, input_tokens, output_tokens,"
+    " cache_read_tokens, cache_write_tokens, stop_reason, ttfb_ms, duration_ms,"
+    " bytes_in, bytes_out, outcome, client_key_hash, error, scan_complete"
+)
+_INSERT = f"INSERT INTO requests ({_COLUMNS}) VALUES ({', '.join('?' * 20)})"
+
+_SALT_BYTES = 16
+# How long a write waits for another process's lock (e.g. a `trioproxy usage`
+# reader doing a checkpoint) before the batch counts as failed.
+_BUSY_TIMEOUT = 2.0
+# Bound on the final flush when run() is cancelled.
+_FINAL_FLUSH_TIMEOUT = 5.0
+# At most one "rows lost" line per reason per this many seconds.
+_LOSS_LOG_INTERVAL = 10.0
+
+
+class LedgerError(Exception):
+    """The ledger file cannot be used (the message says why and what to do)."""
+
+
+class Ledger:
+    """Batched, non-blocking writer of `UsageRecord`s into a SQLite file in WAL mode.
+
+    Start it with `await nursery.start(ledger.run)`; call `record()` from any task;
+    call `close()` to make `run()` write what it holds and return.
+    """
+
+    def __init__(
+        self,
+        path: str | os.PathLike[str],
+        *,
+        batch_size: int = 200,
+        flush_interval: float = 1.0,
+        checkpoint_interval: float = 300.0,
+        queue_size: int = 10_000,
+    ) -> None:
+        if batch_size < 1:
+            raise ValueError("batch_size must be at least 1")
+        if queue_size < 1:
+            raise ValueError("queue_size must be at least 1")
+        self.path = os.fspath(path)
+        self._batch_size = batch_size
+        self._flush_interval = flush_interval
+        self._checkpoint_interval = checkpoint_interval
+        self._send, self._recv = trio.open_memory_channel[UsageRecord](queue_size)
+        # Until run() loads the ledger's own salt: a random one, never stored.
+        self._salt = secrets.token_bytes(_SALT_BYTES)
+        self._conn: sqlite3.Connection | None = None
+        self._batch: list[UsageRecord] = []
+        self._started = False
+        self._closed = False  # close() was called: no more records accepted
+        self._stopped = False  # run() has returned, or the ledger could not be opened
+        self._last_loss_log: dict[str, float] = {}
+        self._lost_logged = 0
+        self.lost = 0
+        self.written = 0
+
+    # -- the hot path ----------------------------------------------------------
+
+    def record(self, rec: UsageRecord) -> None:
+        """Queue one row for writing. Never blocks and never raises; a row that
+        cannot be queued counts in `lost`."""
+        try:
+            if self._closed:
+                self._lose(1, "closed", "the ledger is closed")
+            elif self._stopped:
+                self._lose(1, "unavailable", "the ledger is not running (unavailable or stopped)")
+            else:
+                self._send.send_nowait(rec)
+        except trio.WouldBlock:
+            self._lose(1, "full", "the write queue is full (the disk is too slow?)")
+        except (trio.ClosedResourceError, trio.BrokenResourceError):
+            self._lose(1, "closed", "the ledger is closed")
+        except Exception as exc:  # the caller is a request: it must never see this
+            self._lose(1, "error", f"{type(exc).__name__}: {exc}")
+
+    def hash_key(self, secret: str) -> str:
+        """A salted hash that identifies a client API key without storing it."""
+        digest = hmac.new(self._salt, secret.encode("utf-8", "surrogatepass"), hashlib.sha256)
+        return "k_" + digest.hexdigest()[:32]
+
+    def close(self) -> None:
+        """Accept no more records; run() writes what it holds, then returns."""
+        self._closed = True
+        self._send.close()
+
+    # -- the writer task -------------------------------------------------------
+
+    async def run(self, *, task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED) -> None:
+        """Open the ledger, report started, then write batches until close().
+
+        An unusable ledger is logged once and then only counted: it never stops the proxy.
+        """
+        if self._started:
+            raise RuntimeError("Ledger.run() can only be called once")
+        self._started = True
+        try:
+            try:
+                conn, salt = await trio.to_thread.run_sync(self._open_sync)
+            except Exception as exc:
+                # One clear line; a traceback would add nothing for the user.
+                logger.error(
+                    "usage ledger %s is unavailable, usage will not be recorded: %s",
+                    self.path,
+                    exc,
+                )
+                self._stopped = True
+                task_status.started()
+                async for _rec in self._recv:
+                    self._lose(1, "unavailable", "the ledger is not available")
+                return
+            self._conn = conn
+            self._salt = salt
+            task_status.started()
+            try:
+                await self._write_loop()
+            except BaseException:
+                # Cancelled (or worse): keep what we can, within a bound.
+                with trio.move_on_after(_FINAL_FLUSH_TIMEOUT, shield=True):
+                    self._take_queued(math.inf)
+                    await self._flush()
+                raise
+        finally:
+            await self._shutdown()
+
+    async def _write_loop(self) -> None:
+        next_checkpoint = trio.current_time() + self._checkpoint_interval
+        flush_at = math.inf
+        dirty = False  # rows written since the last checkpoint
+        while True:
+            with trio.move_on_at(min(flush_at, next_checkpoint)):
+                try:
+                    rec = await self._recv.receive()
+                except trio.EndOfChannel:
+                    break
+                if not self._batch:
+                    flush_at = trio.current_time() + self._flush_interval
+                self._batch.append(rec)
+                self._take_queued(self._batch_size)
+            now = trio.current_time()
+            if self._batch and (len(self._batch) >= self._batch_size or now >= flush_at):
+                await self._flush()
+                flush_at = math.inf
+                dirty = True
+            if now >= next_checkpoint:
+                if dirty:
+                    await self._checkpoint()
+                    dirty = False
+                next_checkpoint = now + self._checkpoint_interval
+        await self._flush()
+
+    def _take_queued(self, limit: float) -> None:
+        """Move rows already waiting in the channel into the batch, without waiting."""
+        while len(self._batch) < limit:
+            try:
+                self._batch.append(self._recv.receive_nowait())
+            except (trio.WouldBlock, trio.EndOfChannel, trio.ClosedResourceError):
+                return
+
+    async def _flush(self) -> None:
+        """Write the held batch in one transaction; a failed batch counts as lost."""
+        if not self._batch or self._conn is None:
+            return
+        batch = self._batch
+        try:
+            # Not abandoned on cancel: if this raises Cancelled, the thread never ran,
+            # and once the thread has run, nothing can interrupt us before the reset.
+            await trio.to_thread.run_sync(_insert_sync, self._conn, batch)
+        except Exception as exc:
+            self._batch = []
+            self._lose(len(batch), "write", f"writing {len(batch)} rows failed: {exc}")
+        else:
+            self._batch = []
+            self.written += len(batch)
+
+    async def _checkpoint(self) -> None:
+        if self._conn is None:
+            return
+        try:
+            await trio.to_thread.run_sync(_checkpoint_sync, self._conn)
+        except Exception as exc:
+            logger.warning("usage ledger %s: WAL checkpoint failed: %s", self.path, exc)
+
+    async def _shutdown(self) -> None:
+        """After run(): refuse further rows, count what is left, close the connection."""
+        self._stopped = True
+        self._take_queued(math.inf)
+        if self._batch:
+            self._lose(len(self._batch), "shutdown", "the ledger stopped before writing them")
+            self._batch = []
+        self._recv.close()
+        conn, self._conn = self._conn, None
+        if conn is not None:
+            with trio.move_on_after(_FINAL_FLUSH_TIMEOUT, shield=True):
+                try:
+                    await trio.to_thread.run_sync(conn.close)
+                except sqlite3.Error as exc:
+                    logger.warning("usage ledger %s: closing failed: %s", self.path, exc)
+        if self.lost != self._lost_logged:
+            logger.warning("usage ledger %s: lost %d rows in total", self.path, self.lost)
+            self._lost_logged = self.lost
+
+    def _lose(self, n: int, kind: str, why: str) -> None:
+        """Count lost rows; log at most one line per kind per _LOSS_LOG_INTERVAL."""
+        self.lost += n
+        now = time.monotonic()
+        last = self._last_loss_log.get(kind)
+        if last is None or now - last >= _LOSS_LOG_INTERVAL:
+            self._last_loss_log[kind] = now
+            self._lost_logged = self.lost
+            level = logging.ERROR if kind == "write" else logging.WARNING
+            logger.log(level, "usage ledger %s: %s (lost so far: %d)", self.path, why, self.lost)
+
+    def _open_sync(self) -> tuple[sqlite3.Connection, bytes]:
+        """(Worker thread.) Open, migrate and probe the ledger; return it with its salt."""
+        parent = os.path.dirname(os.path.abspath(self.path))
+        if not os.path.exists(parent):
+            raise LedgerError(f"directory {parent} does not exist (create it first)")
+        if not os.path.isdir(parent):
+            raise LedgerError(f"{parent} is not a directory")
+        if os.path.isdir(self.path):
+            raise LedgerError("it is a directory, not a file")
+        conn = sqlite3.connect(
+            self.path, timeout=_BUSY_TIMEOUT, isolation_level=None, check_same_thread=False
+        )
+        try:
+            _check_version(conn)  # refuse a newer ledger before touching it
+            _migrate(conn)
+            salt = _load_salt(conn)
+            # WAL: readers (`trioproxy usage`) never block the writer, nor it them.
+            (mode,) = conn.execute("PRAGMA journal_mode=WAL").fetchone()
+            if str(mode).lower() != "wal":
+                logger.warning(
+                    "usage ledger %s: WAL mode unavailable (journal mode %s); writes may"
+                    " briefly block readers",
+                    self.path,
+                    mode,
+                )
+            # In WAL mode, NORMAL loses at most the last commits on power loss, never
+            # corrupts; that is the right trade for usage rows.
+            conn.execute("PRAGMA synchronous=NORMAL")
+        except BaseException:
+            conn.close()
+            raise
+        return conn, salt
+
+
+# -- sqlite3 work, always run in the worker thread --------------------------------
+
+
+def _check_version(conn: sqlite3.Connection) -> int:
+    # The first read of the file: "file is not a database" surfaces here.
+    (version,) = conn.execute("PRAGMA user_version").fetchone()
+    if version > SCHEMA_VERSION:
+        raise LedgerError(
+            f"its schema version {version} is newer than this trioproxy knows"
+            f" ({SCHEMA_VERSION}); upgrade trioproxy or use another ledger file"
+        )
+    return int(version)
+
+
+def _migrate(conn: sqlite3.Connection) -> None:
+    """Apply the missing MIGRATIONS steps, each in its own transaction."""
+    while True:
+        conn.execute("BEGIN IMMEDIATE")  # take the write lock before reading the version
+        try:
+            version = _check_version(conn)
+            if version == SCHEMA_VERSION:
+                conn.execute("COMMIT")
+                return
+            for statement in MIGRATIONS[version]:
+                conn.execute(statement)
+            conn.execute(f"PRAGMA user_version = {version + 1:d}")
+            conn.execute("COMMIT")
+        except BaseException:
+            _rollback(conn)
+            raise
+
+
+def _load_salt(conn: sqlite3.Connection) -> bytes:
+    """Read the ledger's salt, creating it on first open.
+
+    This is also the write probe: a ledger that opens but cannot be written (a
+    read-only file) fails here, at start, rather than on every batch.
+    """
+    conn.execute("BEGIN IMMEDIATE")
+    try:
+        row = conn.execute("SELECT value FROM meta WHERE key = 'salt'").fetchone()
+        if row is None:
+            salt = secrets.token_bytes(_SALT_BYTES)
+            conn.execute("INSERT INTO meta (key, value) VALUES ('salt', ?)", (salt.hex(),))
+        else:
+            try:
+                salt = bytes.fromhex(row[0])
+            except (TypeError, ValueError):
+                raise LedgerError("its salt in table meta is not hex") from None
+            conn.execute("UPDATE meta SET value = value WHERE key = 'salt'")
+        conn.execute("COMMIT")
+    except BaseException:
+        _rollback(conn)
+        raise
+    return salt
+
+
+def _insert_sync(conn: sqlite3.Connection, batch: list[UsageRecord]) -> None:
+    rows = [_row(rec) for rec in batch]
+    conn.execute("BEGIN IMMEDIATE")
+    try:
+        conn.executemany(_INSERT, rows)
+        conn.execute("COMMIT")
+    except BaseException:
+        _rollback(conn)
+        raise
+
+
+def _checkpoint_sync(conn: sqlite3.Connection) -> None:
+    # PASSIVE: copy what it can without waiting for readers, never blocks writers.
+    conn.execute("PRAGMA wal_checkpoint(PASSIVE)").fetchall()
+
+
+def _rollback(conn: sqlite3.Connection) -> None:
+    if conn.in_transaction:
+        # The original error is what matters; a failed rollback adds nothing to it.
+        with suppress(sqlite3.Error):
+            conn.execute("ROLLBACK")
+
+
+def _row(rec: UsageRecord) -> tuple[Any, ...]:
+    """The `requests` columns for one record, in _COLUMNS order."""
+    u = rec.usage
+    # One error column: the proxy's own error if any, else the one upstream put in the body.
+    error = rec.error if rec.error is not None else (u.error if u is not None else None)
+    return (
+        rec.ts,
+        rec.route,
+        rec.method,
+        rec.path,
+        rec.status,
+        u.model if u is not None else None,
+        int(rec.stream),
+        u.input_tokens if u is not None else None,
+        u.output_tokens if u is not None else None,
+        u.cache_read_tokens if u is not None else None,
+        u.cache_write_tokens if u is not None else None,
+        u.stop_reason if u is not None else None,
+        rec.ttfb_ms,
+        rec.duration_ms,
+        rec.bytes_in,
+        rec.bytes_out,
+        rec.outcome,
+        rec.client_key_hash,
+        error,
+        int(rec.scan_complete),
+    )
