@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import faulthandler
 import sqlite3
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -104,8 +104,6 @@ def transport(request: pytest.FixtureRequest) -> str:
 @pytest.fixture
 async def proxy(
     nursery: trio.Nursery, mock: MockUpstream, tmp_path: Path, transport: str
-) -> AsyncIterator[RunningProxy]:
-    running = await RunningProxy(proxy_config(tmp_path, mock.url, transport=transport)).start(
-        nursery
-    )
-    yield running
+) -> RunningProxy:
+    config = proxy_config(tmp_path, mock.url, transport=transport)
+    return await RunningProxy(config).start(nursery)

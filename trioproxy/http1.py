@@ -140,10 +140,12 @@ class ClientConnection:
             self.broken = True
             raise
 
-    async def send_head(self, status: int, headers: list[tuple[bytes, bytes]]) -> None:
+    async def send_head(
+        self, status: int, headers: list[tuple[bytes, bytes]], reason: bytes = b""
+    ) -> None:
         """Send the response head; the body follows through `send_data` and `send_end`."""
         self.response_started = True
-        await self._send(h11.Response(status_code=status, headers=headers))
+        await self._send(h11.Response(status_code=status, headers=headers, reason=reason))
 
     async def send_data(self, data: bytes) -> None:
         """Send one body chunk as it is, immediately (no coalescing)."""

@@ -165,7 +165,9 @@ class Relay:
             nursery.start_soon(side.run)
         idle = self._timeouts.idle
         try:
-            await client.send_head(response.status, hdr.response_headers(response.headers))
+            await client.send_head(
+                response.status, hdr.response_headers(response.headers), response.reason
+            )
             while True:
                 with trio.move_on_after(idle) as idle_scope:
                     chunk = await response.receive_some()

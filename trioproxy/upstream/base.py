@@ -23,6 +23,7 @@ class UpstreamResponse(Protocol):
     """A response whose head has arrived; its body is read chunk by chunk as it comes."""
 
     status: int
+    reason: bytes
     headers: Headers
 
     async def receive_some(self) -> bytes:

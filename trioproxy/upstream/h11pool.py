@@ -52,12 +52,13 @@ class _Connection:
 class H11Response:
     """A response from one pooled connection, its body read on demand."""
 
-    __slots__ = ("status", "headers", "_conn", "_pool", "_key", "_done")
+    __slots__ = ("status", "reason", "headers", "_conn", "_pool", "_key", "_done")
 
     def __init__(
         self, response: h11.Response, conn: _Connection, pool: H11Pool, key: tuple
     ) -> None:
         self.status = response.status_code
+        self.reason = response.reason
         self.headers: Headers = list(response.headers)
         self._conn: _Connection | None = conn
         self._pool = pool

@@ -19,10 +19,11 @@ from .base import Origin, tls_failure_message
 class HttpxResponse:
     """A streamed httpx response, relayed raw (still compressed if upstream compressed)."""
 
-    __slots__ = ("status", "headers", "_response", "_chunks")
+    __slots__ = ("status", "reason", "headers", "_response", "_chunks")
 
     def __init__(self, response: httpx.Response) -> None:
         self.status = response.status_code
+        self.reason = response.reason_phrase.encode("latin-1")
         self.headers: Headers = [(k.lower(), v) for k, v in response.headers.raw]
         self._response = response
         self._chunks: AsyncIterator[bytes] = response.aiter_raw()
