@@ -133,6 +133,8 @@ class ClientConnection:
 
     async def _send(self, event: h11.Event) -> None:
         data = self.conn.send(event)
+        if not data:
+            return  # e.g. the end of a Content-Length body: nothing to write, no checkpoint
         try:
             await self.stream.send_all(data)
         except BaseException:

@@ -64,12 +64,20 @@ class _Scanner:
             self.scanner.complete = False
             self.scanner.problem = "usage scanner fell behind the stream and was detached"
 
-    async def run(self) -> None:
-        async for chunk in self.receive:
-            self.scanner.feed(chunk)
+    async def run(self, record: UsageRecord) -> None:
+        """Feed chunks until the relay closes the channel; then fill `record`.
 
-    def finish(self, record: UsageRecord) -> None:
-        # Chunks still queued (the task was cancelled, or had not run yet) are fed here.
+        Finishing here, not in the relay, matters: a chunk handed to this task while it
+        waits is in flight to it, not in the channel's buffer, until it runs.
+        """
+        try:
+            async for chunk in self.receive:
+                self.scanner.feed(chunk)
+        finally:
+            self._finish(record)
+
+    def _finish(self, record: UsageRecord) -> None:
+        # Chunks still queued when the task was cancelled are fed here.
         if not self.detached:
             while True:
                 try:
@@ -162,12 +170,23 @@ class Relay:
         )
         side = _Scanner(scanner) if scanner is not None else None
         if side is not None:
-            nursery.start_soon(side.run)
+            nursery.start_soon(side.run, record)
         idle = self._timeouts.idle
+        # Body bytes the client still expects, or -1 when the end is marked by framing.
+        # Once it has them all it may leave at once, so its response is ended then,
+        # before upstream's end is read (which returns the upstream socket to the pool).
+        length_header = hdr.get(response.headers, b"content-length")
+        if ex.method == b"HEAD" or response.status in (204, 304):
+            remaining = 0
+        else:
+            remaining = int(length_header) if length_header is not None else -1
         try:
             await client.send_head(
                 response.status, hdr.response_headers(response.headers), response.reason
             )
+            if remaining == 0:
+                await client.send_end()
+                ex.completed = True
             while True:
                 with trio.move_on_after(idle) as idle_scope:
                     chunk = await response.receive_some()
@@ -181,12 +200,17 @@ class Relay:
                 record.bytes_out += len(chunk)
                 if side is not None:
                     side.offer(chunk)
-            await client.send_end()
-            ex.completed = True
+                if remaining > 0:
+                    remaining -= len(chunk)
+                    if remaining == 0:
+                        ex.completed = True
+                        await client.send_end()
+            if not ex.completed:
+                await client.send_end()
+                ex.completed = True
         finally:
             if side is not None:
                 side.send.close()
-                side.finish(record)
 
     async def _end_stream_with_error(
         self, client: ClientConnection, ex: Exchange, record: UsageRecord, exc: ProxyError
