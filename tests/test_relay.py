@@ -177,7 +177,8 @@ async def test_keep_alive_serves_many_requests_on_one_connection_each_side(
         for _ in range(5):
             response = await client.post("/v1/messages", json=MESSAGES)
             assert response.status_code == 200
-            async with client.stream("POST", "/v1/messages", json={**MESSAGES, "stream": True}) as r:
+            streamed = {**MESSAGES, "stream": True}
+            async with client.stream("POST", "/v1/messages", json=streamed) as r:
                 await r.aread()
     assert len(mock.requests) == 10
     # The proxy reused one upstream connection for all of them.
@@ -188,7 +189,8 @@ async def test_keep_alive_serves_many_requests_on_one_connection_each_side(
 async def test_headers_end_to_end_pass_and_hop_by_hop_stop(
     proxy: RunningProxy, mock: MockUpstream
 ) -> None:
-    beta = "claude-code-20250219,interleaved-thinking-2025-05-14,fine-grained-tool-streaming-2025-05-14"
+    beta = ("claude-code-20250219,interleaved-thinking-2025-05-14,"
+            "fine-grained-tool-streaming-2025-05-14")
     sent_headers = {
         "x-api-key": "sk-ant-api03-SECRET",
         "authorization": "Bearer sk-ant-oat01-SECRET",
