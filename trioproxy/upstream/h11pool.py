@@ -205,13 +205,13 @@ class H11Pool:
                     exc_is_network = isinstance(exc, _NETWORK_ERRORS)
                 if exc_is_network and reused and not got_bytes and method in _IDEMPOTENT:
                     continue  # stale keep-alive connection: safe to retry once more fresh
-                if isinstance(exc, h11.RemoteProtocolError):
-                    raise UpstreamError(f"upstream sent an invalid response: {exc}") from exc
                 if exc_is_network:
                     raise UpstreamError(
                         f"upstream {origin.host}:{origin.port} closed the connection"
-                        f" before answering: {exc}"
+                        " before answering"
                     ) from exc
+                if isinstance(exc, h11.RemoteProtocolError):
+                    raise UpstreamError(f"upstream sent an invalid response: {exc}") from exc
                 raise
 
     async def aclose(self) -> None:
