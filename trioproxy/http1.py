@@ -29,7 +29,9 @@ class ClientConnection:
 
     def __init__(self, stream: trio.abc.Stream, *, max_header_size: int) -> None:
         self.stream = stream
+        self.max_header_size = max_header_size
         self.conn = h11.Connection(h11.SERVER, max_incomplete_event_size=max_header_size)
+        self.closing = False  # the server is draining: the next response says Connection: close
         self.response_started = False
         self.gone = False  # the client closed or reset its side
         self.broken = False  # a send failed or a response was cut: never reuse
@@ -81,6 +83,12 @@ class ClientConnection:
             return None
         if not isinstance(event, h11.Request):  # pragma: no cover - h11 guarantees Request first
             raise BadRequest(f"expected a request, got {type(event).__name__}")
+        # h11 caps only a head still incomplete; one that arrived whole is measured here.
+        size = len(event.method) + len(event.target) + 12
+        for name, value in event.headers:
+            size += len(name) + len(value) + 4
+        if size > self.max_header_size:
+            raise HeadersTooLarge("request headers are larger than limits.max_header_size")
         return event
 
     async def read_body(self, request: h11.Request, *, max_size: int, timeout: float) -> bytes:
@@ -147,6 +155,8 @@ class ClientConnection:
     ) -> None:
         """Send the response head; the body follows through `send_data` and `send_end`."""
         self.response_started = True
+        if self.closing:
+            headers = [*headers, (b"connection", b"close")]
         await self._send(h11.Response(status_code=status, headers=headers, reason=reason))
 
     async def send_data(self, data: bytes) -> None:

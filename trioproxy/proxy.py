@@ -68,6 +68,13 @@ def log_request(record: UsageRecord) -> None:
     access_log.info(" ".join(parts))
 
 
+def _is_cancellation(exc: BaseException) -> bool:
+    """Cancelled, or a group of them (as a cancelled nursery raises)."""
+    if isinstance(exc, BaseExceptionGroup):
+        return all(_is_cancellation(inner) for inner in exc.exceptions)
+    return isinstance(exc, trio.Cancelled)
+
+
 class Proxy:
     """Everything one request needs, built from the config: routes, relay, ledger hook."""
 
@@ -125,9 +132,10 @@ class Proxy:
                 if not client.response_started:
                     record.status = exc.status
                     await client.send_error(exc, error_body(flavour, exc.status, exc.message))
-        except trio.Cancelled:
-            record.outcome = "cancelled"
-            record.error = record.error or "cancelled by server shutdown"
+        except BaseException as exc:
+            if _is_cancellation(exc):
+                record.outcome = "cancelled"
+                record.error = record.error or "cancelled by server shutdown"
             raise
         finally:
             record.duration_ms = (trio.current_time() - started) * 1000

@@ -36,6 +36,7 @@ class _ConnectionTask:
     scope: trio.CancelScope
     idle: bool = True  # waiting for a request head, not handling one
     head_scope: trio.CancelScope | None = None  # the wait for the next head
+    client: ClientConnection | None = None
 
 
 @dataclass
@@ -172,6 +173,7 @@ async def _run_connection(
 async def _serve_connection(server: Server, stream: trio.SocketStream, task: _ConnectionTask):
     config = server.config
     client = ClientConnection(stream, max_header_size=config.limits.max_header_size)
+    task.client = client
     first = True
     try:
         while not server._draining:
@@ -213,6 +215,8 @@ async def _drain(server: Server, listeners: list[trio.SocketListener]) -> None:
     for task in list(server._connections):
         if task.idle:
             (task.head_scope or task.scope).cancel()
+        elif task.client is not None:
+            task.client.closing = True
     grace = server.config.server.grace_period
     if server._connections:
         log.info("waiting up to %gs for %d connection(s)", grace, len(server._connections))

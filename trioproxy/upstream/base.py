@@ -62,11 +62,20 @@ def make_ssl_context(ca_file: str | None = None) -> ssl.SSLContext:
     return context
 
 
+def ssl_cause(exc: BaseException) -> ssl.SSLError | None:
+    """The ssl.SSLError behind `exc`, following causes and contexts (httpx, httpcore and
+    trio each wrap it, some only implicitly)."""
+    seen: BaseException | None = exc
+    while seen is not None:
+        if isinstance(seen, ssl.SSLError):
+            return seen
+        seen = seen.__cause__ or seen.__context__
+    return None
+
+
 def tls_failure_message(host: str, exc: BaseException) -> str:
     """Say why a TLS handshake with upstream failed and what to do about it."""
-    cause = exc
-    while cause.__cause__ is not None and not isinstance(cause, ssl.SSLError):
-        cause = cause.__cause__
+    cause = ssl_cause(exc) or exc
     if isinstance(cause, ssl.SSLCertVerificationError):
         return (
             f"upstream {host} presented a TLS certificate that is not trusted"

@@ -13,7 +13,7 @@ import httpx
 
 from ..errors import UpstreamError, UpstreamTimeout, UpstreamTLSError
 from ..headers import Headers
-from .base import Origin, tls_failure_message
+from .base import Origin, ssl_cause, tls_failure_message
 
 
 class HttpxResponse:
@@ -82,7 +82,7 @@ class HttpxTransport:
                 " (timeouts.upstream_connect)"
             ) from exc
         except httpx.ConnectError as exc:
-            if isinstance(exc.__cause__, ssl.SSLError) or "CERTIFICATE" in str(exc):
+            if ssl_cause(exc) is not None:
                 raise UpstreamTLSError(tls_failure_message(origin.host, exc)) from exc
             raise UpstreamError(f"could not connect to upstream {where}: {exc}") from exc
         except httpx.HTTPError as exc:
