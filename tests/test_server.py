@@ -3,10 +3,12 @@
 from __future__ import annotations
 
 import json
+from functools import partial
 
 import httpx
 import pytest
 import trio
+import trio.testing
 
 from tests.conftest import RunningProxy
 from tests.mock_upstream import MockUpstream
@@ -94,3 +96,52 @@ async def test_serve_reports_the_bound_port(proxy: RunningProxy) -> None:
     assert proxy.server is not None
     assert proxy.server.port > 0
     assert proxy.url == f"http://127.0.0.1:{proxy.server.port}"
+
+
+BIG = 64 * 1024 * 1024
+
+
+async def endless_upstream(stream: trio.SocketStream) -> None:
+    """Answers any request with a 64 MiB body, written as fast as the peer takes it."""
+    await stream.receive_some(65536)
+    head = (
+        "HTTP/1.1 200 OK\r\ncontent-type: application/octet-stream\r\n"
+        f"content-length: {BIG}\r\n\r\n"
+    )
+    await stream.send_all(head.encode())
+    block = b"x" * 65536
+    try:
+        for _ in range(BIG // len(block)):
+            await stream.send_all(block)
+    except trio.BrokenResourceError:
+        pass
+
+
+@pytest.fixture
+def slow_clock() -> trio.testing.MockClock:
+    return trio.testing.MockClock(autojump_threshold=0.05)
+
+
+async def test_a_client_that_stops_reading_is_cut_after_the_idle_timeout(
+    nursery: trio.Nursery, tmp_path, slow_clock
+) -> None:
+    from tests.conftest import proxy_config
+
+    listeners = await nursery.start(partial(trio.serve_tcp, endless_upstream, 0, host="127.0.0.1"))
+    port = listeners[0].socket.getsockname()[1]
+    config = proxy_config(tmp_path, f"http://127.0.0.1:{port}", timeouts={"idle": "7s"})
+    proxy = await RunningProxy(config).start(nursery)
+    stream = await connect(proxy)
+    await stream.send_all(b"GET /blob HTTP/1.1\r\nhost: x\r\n\r\n")
+    # Read nothing for a while (virtual time): the proxy's writes block once the
+    # socket buffers are full, and it gives up 7 s later.
+    await trio.sleep(20)
+    assert proxy.server is not None
+    assert proxy.server.open_connections == 0
+    await stream.aclose()
+    await proxy.stop()
+    [row] = proxy.rows()
+    assert row["outcome"] == "client_error"
+    assert "client read nothing for 7s" in row["error"]
+    assert 0 < row["bytes_out"] < BIG
+    assert 7000 <= row["duration_ms"] < 8000  # virtual time: the idle timeout, not more

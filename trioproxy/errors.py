@@ -37,6 +37,13 @@ class RequestTimeout(ProxyError):
     outcome = "client_error"
 
 
+class ClientTooSlow(ProxyError):
+    """The client stopped reading the response."""
+
+    status = 408
+    outcome = "client_error"
+
+
 class BodyTooLarge(ProxyError):
     status = 413
     outcome = "client_error"

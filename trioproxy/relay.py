@@ -18,7 +18,7 @@ import trio
 
 from . import headers as hdr
 from .config import Route, TimeoutsConfig
-from .errors import ProxyError, UpstreamTimeout, error_sse_event
+from .errors import ClientTooSlow, ProxyError, UpstreamTimeout, error_sse_event
 from .http1 import ClientConnection
 from .upstream.base import Transport, UpstreamResponse
 from .usage.record import UsageRecord
@@ -196,7 +196,12 @@ class Relay:
                     )
                 if not chunk:
                     break
-                await client.send_data(chunk)
+                with trio.move_on_after(idle) as send_scope:
+                    await client.send_data(chunk)
+                if send_scope.cancelled_caught:
+                    raise ClientTooSlow(
+                        f"client read nothing for {idle:g}s mid-response (timeouts.idle)"
+                    )
                 record.bytes_out += len(chunk)
                 if side is not None:
                     side.offer(chunk)
