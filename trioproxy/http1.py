@@ -139,8 +139,10 @@ class ClientConnection:
             await self._receive()
         on_gone.cancel()
 
-    async def _send(self, event: h11.Event) -> None:
+    async def _send(self, event: h11.Event, then: h11.Event | None = None) -> None:
         data = self.conn.send(event)
+        if then is not None:
+            data += self.conn.send(then)
         if not data:
             return  # e.g. the end of a Content-Length body: nothing to write, no checkpoint
         try:
@@ -151,13 +153,18 @@ class ClientConnection:
             raise
 
     async def send_head(
-        self, status: int, headers: list[tuple[bytes, bytes]], reason: bytes = b""
+        self, status: int, headers: list[tuple[bytes, bytes]], reason: bytes = b"",
+        first_chunk: bytes = b"",
     ) -> None:
-        """Send the response head; the body follows through `send_data` and `send_end`."""
+        """Send the response head, and `first_chunk` of the body in the same write; the
+        rest follows through `send_data` and `send_end`."""
         self.response_started = True
         if self.closing:
             headers = [*headers, (b"connection", b"close")]
-        await self._send(h11.Response(status_code=status, headers=headers, reason=reason))
+        await self._send(
+            h11.Response(status_code=status, headers=headers, reason=reason),
+            h11.Data(data=first_chunk) if first_chunk else None,
+        )
 
     async def send_data(self, data: bytes) -> None:
         """Send one body chunk as it is, immediately (no coalescing)."""

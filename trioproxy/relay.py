@@ -168,9 +168,16 @@ class Relay:
         scanner = make_scanner(
             ex.route.flavour, record.path, ctype, encoding.decode("latin-1") if encoding else None
         )
-        side = _Scanner(scanner) if scanner is not None else None
-        if side is not None:
-            nursery.start_soon(side.run, record)
+        # An event stream is scanned by a side task, so that parsing never delays the next
+        # event; any other body is only collected while it passes (and parsed at its end),
+        # which costs less than a channel and a task per request.
+        side = inline = None
+        if scanner is not None:
+            if record.stream:
+                side = _Scanner(scanner)
+                nursery.start_soon(side.run, record)
+            else:
+                inline = scanner
         idle = self._timeouts.idle
         # Body bytes the client still expects, or -1 when the end is marked by framing.
         # Once it has them all it may leave at once, so its response is ended then,
@@ -181,41 +188,48 @@ class Relay:
         else:
             remaining = int(length_header) if length_header is not None else -1
         try:
+            # Body bytes already received go out in the same write as the head.
+            chunk = response.receive_nowait()
             await client.send_head(
-                response.status, hdr.response_headers(response.headers), response.reason
+                response.status, hdr.response_headers(response.headers), response.reason,
+                chunk or b"",
             )
-            if remaining == 0:
-                await client.send_end()
-                ex.completed = True
             while True:
+                if chunk:
+                    record.bytes_out += len(chunk)
+                    if side is not None:
+                        side.offer(chunk)
+                    elif inline is not None:
+                        inline.feed(chunk)
+                    if remaining > 0:
+                        remaining -= len(chunk)
+                if remaining == 0 and not ex.completed:
+                    ex.completed = True
+                    await client.send_end()
+                if chunk == b"":
+                    break  # upstream's body is complete
                 with trio.move_on_after(idle) as idle_scope:
                     chunk = await response.receive_some()
                 if idle_scope.cancelled_caught:
                     raise UpstreamTimeout(
                         f"upstream sent nothing for {idle:g}s mid-response (timeouts.idle)"
                     )
-                if not chunk:
-                    break
-                with trio.move_on_after(idle) as send_scope:
-                    await client.send_data(chunk)
-                if send_scope.cancelled_caught:
-                    raise ClientTooSlow(
-                        f"client read nothing for {idle:g}s mid-response (timeouts.idle)"
-                    )
-                record.bytes_out += len(chunk)
-                if side is not None:
-                    side.offer(chunk)
-                if remaining > 0:
-                    remaining -= len(chunk)
-                    if remaining == 0:
-                        ex.completed = True
-                        await client.send_end()
+                if chunk:
+                    with trio.move_on_after(idle) as send_scope:
+                        await client.send_data(chunk)
+                    if send_scope.cancelled_caught:
+                        raise ClientTooSlow(
+                            f"client read nothing for {idle:g}s mid-response (timeouts.idle)"
+                        )
             if not ex.completed:
                 await client.send_end()
                 ex.completed = True
         finally:
             if side is not None:
                 side.send.close()
+            elif inline is not None:
+                record.usage = inline.finish()
+                record.scan_complete = inline.complete
 
     async def _end_stream_with_error(
         self, client: ClientConnection, ex: Exchange, record: UsageRecord, exc: ProxyError

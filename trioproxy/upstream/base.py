@@ -30,6 +30,10 @@ class UpstreamResponse(Protocol):
         """The next body chunk as upstream framed it; b"" once the body is complete."""
         ...
 
+    def receive_nowait(self) -> bytes | None:
+        """Like receive_some, but only what has already arrived; None if it must wait."""
+        ...
+
     async def aclose(self) -> None:
         """Release the connection: back to the pool if the body was read, else closed."""
         ...

@@ -65,6 +65,20 @@ class H11Response:
         self._key = key
         self._done = False
 
+    def receive_nowait(self) -> bytes | None:
+        """A body chunk (or b"" for the end) that has already arrived; None if none has."""
+        conn = self._conn
+        if conn is None:
+            return b""
+        try:
+            event = conn.h11.next_event()
+        except h11.RemoteProtocolError as exc:
+            self._discard()
+            raise UpstreamError(f"upstream broke off the response: {exc}") from exc
+        if event is h11.NEED_DATA:
+            return None
+        return self._consume(event)
+
     async def receive_some(self) -> bytes:
         """The next body chunk as upstream framed it; b"" at the end of the body."""
         conn = self._conn
@@ -78,6 +92,9 @@ class H11Response:
         except _NETWORK_ERRORS as exc:
             self._discard()
             raise UpstreamError(f"upstream connection failed mid-response: {exc}") from exc
+        return self._consume(event)
+
+    def _consume(self, event: object) -> bytes:
         if type(event) is h11.Data:
             return bytes(event.data)  # h11 hands out bytearrays; consumers get immutable bytes
         if type(event) is h11.EndOfMessage:

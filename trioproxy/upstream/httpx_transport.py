@@ -35,6 +35,10 @@ class HttpxResponse:
         except httpx.HTTPError as exc:
             raise UpstreamError(f"upstream connection failed mid-response: {exc}") from exc
 
+    def receive_nowait(self) -> bytes | None:
+        """httpx offers no look at what has arrived: always None (wait)."""
+        return None
+
     async def aclose(self) -> None:
         await self._response.aclose()
 
