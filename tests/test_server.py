@@ -145,3 +145,108 @@ async def test_a_client_that_stops_reading_is_cut_after_the_idle_timeout(
     assert "client read nothing for 7s" in row["error"]
     assert 0 < row["bytes_out"] < BIG
     assert 7000 <= row["duration_ms"] < 8000  # virtual time: the idle timeout, not more
+
+
+async def test_a_malformed_head_never_echoes_the_bytes_that_hold_a_key(
+    proxy: RunningProxy, caplog: pytest.LogCaptureFixture
+) -> None:
+    stream = await connect(proxy)
+    await stream.send_all(
+        b"POST /v1/messages HTTP/1.1\r\nhost: x\r\nX-Api-Key : sk-ant-api03-SECRET\r\n\r\n"
+    )
+    answer = await read_until(stream, b"}")
+    assert answer.startswith(b"HTTP/1.1 400 ")
+    assert b"illegal header line" in answer
+    assert b"SECRET" not in answer
+    assert "SECRET" not in caplog.text
+    await stream.aclose()
+
+
+async def test_read_ahead_during_a_relay_is_bounded(
+    proxy: RunningProxy, mock: MockUpstream
+) -> None:
+    """A client that keeps sending while its stream runs is not buffered without limit."""
+    assert proxy.server is not None
+    stream = await connect(proxy)
+    body = json.dumps({"model": "m", "max_tokens": 5, "stream": True, "messages": []}).encode()
+    await stream.send_all(head("x-mock-hold: 1\r\n", len(body)) + body)
+    await read_until(stream, b"content_block_delta")
+    flood = b"x" * 65536
+
+    async def push() -> None:
+        with trio.move_on_after(5):
+            while True:
+                await stream.send_all(flood)
+
+    async with trio.open_nursery() as nursery:
+        nursery.start_soon(push)
+        await trio.testing.wait_all_tasks_blocked(cushion=0.05)
+        [task] = proxy.server._connections
+        assert task.client is not None
+        buffered = len(task.client.conn.trailing_data[0])
+        assert buffered <= proxy.config.limits.max_header_size + 65536
+        nursery.cancel_scope.cancel()
+    mock.release.set()
+    await stream.aclose()
+
+
+async def early_401_upstream(stream: trio.SocketStream) -> None:
+    """Answers 401 as soon as the head arrives, without reading the body, then closes."""
+    data = b""
+    while b"\r\n\r\n" not in data:
+        data += await stream.receive_some(65536)
+    body = b'{"type":"error","error":{"type":"authentication_error","message":"bad key"}}'
+    await stream.send_all(
+        b"HTTP/1.1 401 Unauthorized\r\ncontent-type: application/json\r\n"
+        b"connection: close\r\ncontent-length: " + str(len(body)).encode() + b"\r\n\r\n" + body
+    )
+    await stream.aclose()
+
+
+async def test_an_early_upstream_answer_reaches_the_client(
+    nursery: trio.Nursery, tmp_path, transport: str
+) -> None:
+    from tests.conftest import proxy_config
+
+    listeners = await nursery.start(
+        partial(trio.serve_tcp, early_401_upstream, 0, host="127.0.0.1")
+    )
+    port = listeners[0].socket.getsockname()[1]
+    config = proxy_config(tmp_path, f"http://127.0.0.1:{port}", transport=transport)
+    proxy = await RunningProxy(config).start(nursery)
+    async with httpx.AsyncClient(base_url=proxy.url) as client:
+        response = await client.post("/v1/messages", content=b"x" * (8 << 20))
+    assert response.status_code == 401
+    assert response.json()["error"]["type"] == "authentication_error"
+
+
+async def head_with_body_upstream(stream: trio.SocketStream) -> None:
+    """A buggy upstream: answers HEAD with a body, keeps the connection open."""
+    try:
+        while True:
+            data = b""
+            while b"\r\n\r\n" not in data:
+                chunk = await stream.receive_some(65536)
+                if not chunk:
+                    return
+                data += chunk
+            await stream.send_all(b"HTTP/1.1 200 OK\r\ncontent-length: 5\r\n\r\nhello")
+    except trio.BrokenResourceError:
+        pass
+
+
+async def test_leftover_bytes_never_answer_the_next_request(
+    nursery: trio.Nursery, tmp_path
+) -> None:
+    from tests.conftest import proxy_config
+
+    listeners = await nursery.start(
+        partial(trio.serve_tcp, head_with_body_upstream, 0, host="127.0.0.1")
+    )
+    port = listeners[0].socket.getsockname()[1]
+    proxy = await RunningProxy(proxy_config(tmp_path, f"http://127.0.0.1:{port}")).start(nursery)
+    async with httpx.AsyncClient(base_url=proxy.url) as client:
+        first = await client.head("/x")
+        second = await client.post("/x", content=b"{}")  # a POST is never retried
+    assert first.status_code == 200
+    assert (second.status_code, second.content) == (200, b"hello")

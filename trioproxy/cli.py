@@ -8,6 +8,7 @@ import os
 import signal
 import sys
 import time
+from collections.abc import AsyncIterator
 from pathlib import Path
 
 import tomli_w
@@ -22,7 +23,7 @@ from .config import (
     starter_config_dict,
     with_overrides,
 )
-from .server import serve
+from .server import Server, serve
 
 log = logging.getLogger("trioproxy")
 
@@ -47,21 +48,43 @@ def _load(args: argparse.Namespace) -> Config:
     )
 
 
+async def _handle_signals(
+    signals: AsyncIterator[int], serve_scope: trio.CancelScope, server: Server, grace: float
+) -> None:
+    """First SIGTERM/SIGINT: drain gracefully. A second one: cut what is still running."""
+    async for signum in signals:
+        name = signal.Signals(signum).name
+        if not serve_scope.cancel_called:
+            log.info("%s: draining (up to %gs); send it again to stop at once", name, grace)
+            systemd.notify("STOPPING=1")
+            serve_scope.cancel()
+        else:
+            log.warning("%s again: cutting in-flight requests", name)
+            server.abort()
+
+
 async def _run(config: Config) -> None:
-    async with trio.open_nursery() as nursery:
-        with trio.open_signal_receiver(signal.SIGTERM, signal.SIGINT) as signals:
-            server = await nursery.start(serve, config)
+    serve_scope = trio.CancelScope()
+    stopped = trio.Event()
+
+    async def run_server(*, task_status=trio.TASK_STATUS_IGNORED) -> None:
+        try:
+            with serve_scope:
+                await serve(config, task_status=task_status)
+        finally:
+            stopped.set()
+
+    with trio.open_signal_receiver(signal.SIGTERM, signal.SIGINT) as signals:
+        async with trio.open_nursery() as nursery:
+            server = await nursery.start(run_server)
             for route in config.routes:
                 log.info("route %s -> %s (%s)", route.prefix, route.upstream, route.flavour)
             systemd.notify("READY=1")
-            async for signum in signals:
-                log.info(
-                    "%s: draining (up to %gs)", signal.Signals(signum).name,
-                    config.server.grace_period,
-                )
-                systemd.notify("STOPPING=1")
-                nursery.cancel_scope.cancel()
-                break
+            nursery.start_soon(
+                _handle_signals, signals, serve_scope, server, config.server.grace_period
+            )
+            await stopped.wait()
+            nursery.cancel_scope.cancel()
     if server.ledger is not None and server.ledger.lost:
         log.warning("%d ledger row(s) were lost", server.ledger.lost)
 

@@ -21,7 +21,10 @@ LINGER_MAX_BYTES = 1 << 20
 def _raise_protocol_error(exc: h11.RemoteProtocolError) -> None:
     if exc.error_status_hint == 431:
         raise HeadersTooLarge("request headers are larger than limits.max_header_size") from exc
-    raise BadRequest(f"malformed HTTP request: {exc}") from exc
+    # h11's message quotes the offending bytes, which may hold an API key: keep only
+    # its first words ("illegal header line", "illegal chunk header", ...).
+    what = str(exc).split(":", 1)[0][:80]
+    raise BadRequest(f"malformed HTTP request ({what})") from exc
 
 
 class ClientConnection:
@@ -133,9 +136,12 @@ class ClientConnection:
     async def watch_disconnect(self, on_gone: trio.CancelScope) -> None:
         """Read from the client while a request is relayed; cancel `on_gone` if it leaves.
 
-        Bytes that arrive (a pipelined next request) are kept in h11's buffer.
+        Bytes that arrive (a pipelined next request) are kept in h11's buffer, up to
+        max_header_size; past that, reading stops and the kernel pushes back on the client.
         """
         while not self.gone:
+            if len(self.conn.trailing_data[0]) > self.max_header_size:
+                await trio.sleep_forever()
             await self._receive()
         on_gone.cancel()
 

@@ -136,6 +136,9 @@ class Proxy:
             if _is_cancellation(exc):
                 record.outcome = "cancelled"
                 record.error = record.error or "cancelled by server shutdown"
+            else:
+                record.outcome = "proxy_error"
+                record.error = f"internal error: {type(exc).__name__}"
             raise
         finally:
             record.duration_ms = (trio.current_time() - started) * 1000

@@ -242,10 +242,11 @@ class Relay:
         if client.broken or client.gone:
             return
         if ex.can_append_event:
-            try:
-                await client.send_data(error_sse_event(ex.flavour, exc.message))
-                await client.send_end()
-                return
-            except (trio.BrokenResourceError, trio.ClosedResourceError):
-                pass
+            with trio.move_on_after(self._timeouts.idle):
+                try:
+                    await client.send_data(error_sse_event(ex.flavour, exc.message))
+                    await client.send_end()
+                    return
+                except (trio.BrokenResourceError, trio.ClosedResourceError):
+                    pass
         client.broken = True

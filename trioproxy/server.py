@@ -61,6 +61,12 @@ class Server:
     def open_connections(self) -> int:
         return len(self._connections)
 
+    def abort(self) -> None:
+        """Cut every connection now, in-flight requests included (their rows say
+        cancelled). For a second shutdown signal; a normal shutdown drains instead."""
+        for task in list(self._connections):
+            task.scope.cancel()
+
 
 def _process_key_hasher() -> tuple[object, object]:
     salt = os.urandom(16)

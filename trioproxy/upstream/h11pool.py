@@ -119,6 +119,20 @@ class H11Response:
         self._discard()
 
 
+async def _response_is_readable(conn: _Connection) -> bool:
+    """After a failed send: has upstream sent (the start of) a response we can still read?"""
+    if conn.h11.trailing_data[0]:
+        return True
+    try:
+        data = await conn.stream.receive_some(RECEIVE_SIZE)
+    except _NETWORK_ERRORS:
+        return False
+    if not data:
+        return False
+    conn.h11.receive_data(data)
+    return True
+
+
 class H11Pool:
     """Keep-alive HTTP/1.1 connections per origin, bounded, with idle expiry."""
 
@@ -129,6 +143,7 @@ class H11Pool:
         self._max_idle = max_idle
         self._idle_timeout = idle_timeout
         self._idle: dict[tuple, list[_Connection]] = {}
+        self._closed = False
         self.connections_opened = 0
 
     def _take(self, key: tuple) -> _Connection | None:
@@ -142,16 +157,30 @@ class H11Pool:
         return None
 
     def _put(self, key: tuple, conn: _Connection) -> None:
-        if conn.h11.our_state is not h11.DONE or conn.h11.their_state is not h11.DONE:
+        h = conn.h11
+        if (
+            self._closed
+            or h.our_state is not h11.DONE
+            or h.their_state is not h11.DONE
+            # Bytes past the response (a HEAD answered with a body, a body longer than
+            # its Content-Length) would be read as the next request's answer.
+            or h.trailing_data[0]
+        ):
             conn.close()
             return
-        conn.h11.start_next_cycle()
-        conn.idle_since = trio.current_time()
+        h.start_next_cycle()
+        now = trio.current_time()
+        conn.idle_since = now
         idle = self._idle.setdefault(key, [])
-        if len(idle) >= self._max_idle:
+        # Oldest first: close the expired ones, and the oldest if the pool is full.
+        while idle and (
+            now - idle[0].idle_since > self._idle_timeout or len(idle) >= self._max_idle
+        ):
+            idle.pop(0).close()
+        if self._max_idle > 0:
+            idle.append(conn)
+        else:
             conn.close()
-            return
-        idle.append(conn)
 
     async def _connect(self, origin: Origin, timeout: float) -> _Connection:
         where = f"{origin.host}:{origin.port}"
@@ -203,7 +232,15 @@ class H11Pool:
                 if body:
                     data += h.send(h11.Data(data=body))
                 data += h.send(h11.EndOfMessage())
-                await conn.stream.send_all(data)
+                try:
+                    await conn.stream.send_all(data)
+                except _NETWORK_ERRORS:
+                    # Upstream may have answered before reading the whole body (a 401 or
+                    # 413, then close): that answer is the one to relay, if it is there.
+                    h.send_failed()  # never pool this connection
+                    got_bytes = bool(h.trailing_data[0])
+                    if not await _response_is_readable(conn):
+                        raise
                 while True:
                     event = await conn.receive_event()
                     if type(event) is h11.ConnectionClosed:
@@ -232,7 +269,8 @@ class H11Pool:
                 raise
 
     async def aclose(self) -> None:
-        """Close every idle connection."""
+        """Close every idle connection; connections released later are closed too."""
+        self._closed = True
         for idle in self._idle.values():
             for conn in idle:
                 conn.close()

@@ -40,6 +40,7 @@ class HttpxResponse:
         return None
 
     async def aclose(self) -> None:
+        await self._chunks.aclose()  # type: ignore[attr-defined]
         await self._response.aclose()
 
 
