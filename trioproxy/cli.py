@@ -30,6 +30,10 @@ log = logging.getLogger("trioproxy")
 EXIT_CONFIG = 2
 
 
+class ListenError(Exception):
+    """The proxy could not start listening (address in use, no permission, ...)."""
+
+
 def _setup_logging(level: str) -> None:
     # Under systemd, journald stamps each line itself.
     fmt = "%(levelname)s %(name)s: %(message)s"
@@ -76,7 +80,13 @@ async def _run(config: Config) -> None:
 
     with trio.open_signal_receiver(signal.SIGTERM, signal.SIGINT) as signals:
         async with trio.open_nursery() as nursery:
-            server = await nursery.start(run_server)
+            try:
+                server = await nursery.start(run_server)
+            except (OSError, ExceptionGroup) as exc:
+                error = _first(exc, OSError)
+                if error is None:
+                    raise
+                raise ListenError(error) from exc
             for route in config.routes:
                 log.info("route %s -> %s (%s)", route.prefix, route.upstream, route.flavour)
             systemd.notify("READY=1")
@@ -94,8 +104,8 @@ def cmd_run(args: argparse.Namespace) -> int:
     _setup_logging(args.log_level or config.server.log_level)
     try:
         trio.run(_run, config)
-    except (OSError, ExceptionGroup) as exc:
-        error = _first(exc, OSError)
+    except (ListenError, ExceptionGroup) as exc:
+        error = _first(exc, ListenError)
         if error is None:
             raise
         sc = config.server

@@ -93,10 +93,10 @@ async def serve(config: Config, *, task_status=trio.TASK_STATUS_IGNORED) -> None
         record, hash_key = ledger.record, ledger.hash_key
     else:
         record, hash_key = _process_key_hasher()
-    transports = build_transports(config)
-    proxy = Proxy(config, transports, record, hash_key)
     sc = config.server
     listeners = await trio.open_tcp_listeners(sc.port, host=sc.host)
+    transports = build_transports(config)
+    proxy = Proxy(config, transports, record, hash_key)
     port = listeners[0].socket.getsockname()[1]
     server = Server(config=config, host=sc.host, port=port, ledger=ledger, proxy=proxy)
     limiter = trio.CapacityLimiter(sc.max_connections)
