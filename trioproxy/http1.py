@@ -1,7 +1,9 @@
 """h11 glue for the client side: read requests under caps and deadlines, write responses.
 
-One `ClientConnection` wraps one accepted stream. Only one task reads from it at a time:
-the connection loop between requests, the disconnect watcher while a request is relayed.
+One `ClientConnection` wraps one accepted stream. One reader task per connection
+(`run_reader`) owns all reads: it feeds h11 and wakes whoever waits for the next event,
+and while a request is relayed it cancels the relay if the client leaves. Read-ahead is
+capped, so a client that keeps sending is pushed back by the kernel.
 """
 
 from __future__ import annotations
@@ -39,19 +41,32 @@ class ClientConnection:
         self.gone = False  # the client closed or reset its side
         self.broken = False  # a send failed or a response was cut: never reuse
         self.linger = False  # we answered before reading the whole body: drain before close
+        self.on_gone: trio.CancelScope | None = None  # cancelled if the client leaves
+        self._arrived = trio.Event()  # the reader fed h11 new bytes (or EOF)
+        self._wanted = trio.Event()  # a consumer needs more than h11 holds
 
-    async def _receive(self) -> None:
-        try:
-            data = await self.stream.receive_some(RECEIVE_SIZE)
-        except (trio.BrokenResourceError, trio.ClosedResourceError):
-            data = b""
-        if not data:
-            self.gone = True
-        try:
-            self.conn.receive_data(data)
-        except RuntimeError:
-            # receive_data after EOF: the peer already closed; nothing more will come.
-            self.gone = True
+    async def run_reader(self) -> None:
+        """Read the client until it closes; run for the connection's life, in its nursery."""
+        while not self.gone:
+            if len(self.conn.trailing_data[0]) > self.max_header_size:
+                # Enough read ahead (a pipelined request, or a client that keeps
+                # sending): wait until the connection loop wants more.
+                self._wanted = trio.Event()
+                await self._wanted.wait()
+                continue
+            try:
+                data = await self.stream.receive_some(RECEIVE_SIZE)
+            except (trio.BrokenResourceError, trio.ClosedResourceError):
+                data = b""
+            if not data:
+                self.gone = True
+            try:
+                self.conn.receive_data(data)
+            except RuntimeError:
+                pass  # receive_data after EOF: the peer had already closed
+            self._arrived.set()
+        if self.on_gone is not None:
+            self.on_gone.cancel()
 
     async def _next_event(self) -> h11.Event | type[h11.PAUSED]:
         while True:
@@ -62,7 +77,10 @@ class ClientConnection:
             if event is h11.NEED_DATA:
                 if self.gone:
                     raise trio.BrokenResourceError("client closed the connection")
-                await self._receive()
+                # h11 has consumed everything fed so far: wait for the reader.
+                self._arrived = trio.Event()
+                self._wanted.set()
+                await self._arrived.wait()
                 continue
             return event
 
@@ -132,18 +150,6 @@ class ClientConnection:
         if scope.cancelled_caught:
             raise RequestTimeout(f"request body not received within {timeout:g}s")
         return b"".join(parts)
-
-    async def watch_disconnect(self, on_gone: trio.CancelScope) -> None:
-        """Read from the client while a request is relayed; cancel `on_gone` if it leaves.
-
-        Bytes that arrive (a pipelined next request) are kept in h11's buffer, up to
-        max_header_size; past that, reading stops and the kernel pushes back on the client.
-        """
-        while not self.gone:
-            if len(self.conn.trailing_data[0]) > self.max_header_size:
-                await trio.sleep_forever()
-            await self._receive()
-        on_gone.cancel()
 
     async def _send(self, event: h11.Event, then: h11.Event | None = None) -> None:
         data = self.conn.send(event)

@@ -107,7 +107,9 @@ class Relay:
         t = self._timeouts
         error: ProxyError | None = None
         async with trio.open_nursery() as nursery:
-            nursery.start_soon(client.watch_disconnect, nursery.cancel_scope)
+            if client.gone:
+                return  # left before we started: nothing to relay
+            client.on_gone = nursery.cancel_scope
             try:
                 with trio.CancelScope(deadline=_deadline(ex.started, t.total)) as total_scope:
                     await self._exchange(client, ex, record, nursery)
@@ -122,6 +124,8 @@ class Relay:
                     error = exc
             except (trio.BrokenResourceError, trio.ClosedResourceError):
                 client.gone = True  # writing to the client failed: it left
+            finally:
+                client.on_gone = None
             nursery.cancel_scope.cancel()
         if error is not None:
             raise error

@@ -180,25 +180,11 @@ async def _serve_connection(server: Server, stream: trio.SocketStream, task: _Co
     config = server.config
     client = ClientConnection(stream, max_header_size=config.limits.max_header_size)
     task.client = client
-    first = True
     try:
-        while not server._draining:
-            task.idle = True
-            try:
-                with trio.CancelScope() as head_scope:
-                    task.head_scope = head_scope
-                    request = await client.next_request(config.timeouts.request_head, first=first)
-            except ProxyError as exc:
-                await client.send_error(exc, error_body("anthropic", exc.status, exc.message))
-                log.info("rejected request from %s: %s", _peer(stream), exc.message)
-                break
-            if head_scope.cancelled_caught or request is None:
-                break
-            task.idle = False
-            first = False
-            await server.proxy.handle(client, request)
-            if not client.start_next_cycle():
-                break
+        async with trio.open_nursery() as nursery:
+            nursery.start_soon(client.run_reader)
+            await _serve_requests(server, client, task)
+            nursery.cancel_scope.cancel()
     except Exception:
         # One connection's failure, whatever it is, never takes the server down.
         log.exception("connection from %s failed", _peer(stream))
@@ -206,11 +192,33 @@ async def _serve_connection(server: Server, stream: trio.SocketStream, task: _Co
         await client.aclose()
 
 
-def _peer(stream: trio.SocketStream) -> str:
+async def _serve_requests(server: Server, client: ClientConnection, task: _ConnectionTask):
+    config = server.config
+    first = True
+    while not server._draining:
+        task.idle = True
+        try:
+            with trio.CancelScope() as head_scope:
+                task.head_scope = head_scope
+                request = await client.next_request(config.timeouts.request_head, first=first)
+        except ProxyError as exc:
+            await client.send_error(exc, error_body("anthropic", exc.status, exc.message))
+            log.info("rejected request from %s: %s", _peer(client.stream), exc.message)
+            return
+        if head_scope.cancelled_caught or request is None:
+            return
+        task.idle = False
+        first = False
+        await server.proxy.handle(client, request)
+        if not client.start_next_cycle():
+            return
+
+
+def _peer(stream: trio.abc.Stream) -> str:
     try:
-        host, port = stream.socket.getpeername()[:2]
+        host, port = stream.socket.getpeername()[:2]  # type: ignore[attr-defined]
         return f"{host}:{port}"
-    except OSError:
+    except (OSError, AttributeError):
         return "?"
 
 
