@@ -1,11 +1,11 @@
 """Forward one request upstream and stream the answer back, with usage scanning on the side.
 
 The client stream is primary: each upstream chunk is written to the client as soon as
-it arrives, as it is. A copy goes over a bounded memory channel to the usage-scanner
-task; if that task falls behind, it is detached and the record marked incomplete, so
-the client never waits for it. The relay's nursery owns the upstream exchange, the
-scanner and a watcher on the client socket: if the client leaves, everything is
-cancelled and the upstream request closed (nobody pays for tokens no one reads).
+it arrives, as it is. For an event stream, a copy goes over a bounded memory channel to
+a usage-scanner task; if that task falls behind, it is detached and the record marked
+incomplete, so the client never waits for it. Any other body is collected as it passes
+and parsed at its end. The connection's reader cancels the relay's scope if the client
+leaves, which closes the upstream request (nobody pays for tokens no one reads).
 """
 
 from __future__ import annotations
@@ -106,13 +106,13 @@ class Relay:
         """Relay `ex` and fill `record`. Raises ProxyError only before the response started."""
         t = self._timeouts
         error: ProxyError | None = None
-        async with trio.open_nursery() as nursery:
+        with trio.CancelScope() as relay_scope:
             if client.gone:
                 return  # left before we started: nothing to relay
-            client.on_gone = nursery.cancel_scope
+            client.on_gone = relay_scope
             try:
                 with trio.CancelScope(deadline=_deadline(ex.started, t.total)) as total_scope:
-                    await self._exchange(client, ex, record, nursery)
+                    await self._exchange(client, ex, record)
                 if total_scope.cancelled_caught:
                     raise UpstreamTimeout(
                         f"request took longer than {t.total:g}s (timeouts.total)"
@@ -126,17 +126,13 @@ class Relay:
                 client.gone = True  # writing to the client failed: it left
             finally:
                 client.on_gone = None
-            nursery.cancel_scope.cancel()
         if error is not None:
             raise error
         if client.gone and not ex.completed:
             record.outcome = "cancelled"
             record.error = "client disconnected before the response was complete"
 
-    async def _exchange(
-        self, client: ClientConnection, ex: Exchange, record: UsageRecord,
-        nursery: trio.Nursery,
-    ) -> None:
+    async def _exchange(self, client: ClientConnection, ex: Exchange, record: UsageRecord) -> None:
         t = self._timeouts
         transport = self._transports[ex.route.transport or self._default]
         with trio.move_on_at(_deadline(ex.started, t.first_byte)) as head_scope:
@@ -150,13 +146,13 @@ class Relay:
             )
         record.ttfb_ms = (trio.current_time() - ex.started) * 1000
         try:
-            await self._stream_response(client, ex, record, response, nursery)
+            await self._stream_response(client, ex, record, response)
         finally:
             await response.aclose()
 
     async def _stream_response(
         self, client: ClientConnection, ex: Exchange, record: UsageRecord,
-        response: UpstreamResponse, nursery: trio.Nursery,
+        response: UpstreamResponse,
     ) -> None:
         record.status = response.status
         content_type = hdr.get(response.headers, b"content-type")
@@ -175,13 +171,32 @@ class Relay:
         # An event stream is scanned by a side task, so that parsing never delays the next
         # event; any other body is only collected while it passes (and parsed at its end),
         # which costs less than a channel and a task per request.
-        side = inline = None
-        if scanner is not None:
-            if record.stream:
-                side = _Scanner(scanner)
+        if scanner is not None and record.stream:
+            side = _Scanner(scanner)
+            failure: BaseException | None = None
+            async with trio.open_nursery() as nursery:
                 nursery.start_soon(side.run, record)
-            else:
-                inline = scanner
+                try:
+                    await self._pump(client, ex, record, response, side, None)
+                except (ProxyError, trio.BrokenResourceError, trio.ClosedResourceError) as exc:
+                    failure = exc  # raised below, outside the nursery's exception group
+                finally:
+                    side.send.close()
+            if failure is not None:
+                raise failure
+        else:
+            try:
+                await self._pump(client, ex, record, response, None, scanner)
+            finally:
+                if scanner is not None:
+                    record.usage = scanner.finish()
+                    record.scan_complete = scanner.complete
+
+    async def _pump(
+        self, client: ClientConnection, ex: Exchange, record: UsageRecord,
+        response: UpstreamResponse, side: _Scanner | None, inline: UsageScanner | None,
+    ) -> None:
+        """Copy the response to the client, chunk by chunk, as it arrives."""
         idle = self._timeouts.idle
         # Body bytes the client still expects, or -1 when the end is marked by framing.
         # Once it has them all it may leave at once, so its response is ended then,
@@ -191,49 +206,42 @@ class Relay:
             remaining = 0
         else:
             remaining = int(length_header) if length_header is not None else -1
-        try:
-            # Body bytes already received go out in the same write as the head.
-            chunk = response.receive_nowait()
-            await client.send_head(
-                response.status, hdr.response_headers(response.headers), response.reason,
-                chunk or b"",
-            )
-            while True:
-                if chunk:
-                    record.bytes_out += len(chunk)
-                    if side is not None:
-                        side.offer(chunk)
-                    elif inline is not None:
-                        inline.feed(chunk)
-                    if remaining > 0:
-                        remaining -= len(chunk)
-                if remaining == 0 and not ex.completed:
-                    ex.completed = True
-                    await client.send_end()
-                if chunk == b"":
-                    break  # upstream's body is complete
-                with trio.move_on_after(idle) as idle_scope:
-                    chunk = await response.receive_some()
-                if idle_scope.cancelled_caught:
-                    raise UpstreamTimeout(
-                        f"upstream sent nothing for {idle:g}s mid-response (timeouts.idle)"
-                    )
-                if chunk:
-                    with trio.move_on_after(idle) as send_scope:
-                        await client.send_data(chunk)
-                    if send_scope.cancelled_caught:
-                        raise ClientTooSlow(
-                            f"client read nothing for {idle:g}s mid-response (timeouts.idle)"
-                        )
-            if not ex.completed:
-                await client.send_end()
+        # Body bytes already received go out in the same write as the head.
+        chunk = response.receive_nowait()
+        await client.send_head(
+            response.status, hdr.response_headers(response.headers), response.reason,
+            chunk or b"",
+        )
+        while True:
+            if chunk:
+                record.bytes_out += len(chunk)
+                if side is not None:
+                    side.offer(chunk)
+                elif inline is not None:
+                    inline.feed(chunk)
+                if remaining > 0:
+                    remaining -= len(chunk)
+            if remaining == 0 and not ex.completed:
                 ex.completed = True
-        finally:
-            if side is not None:
-                side.send.close()
-            elif inline is not None:
-                record.usage = inline.finish()
-                record.scan_complete = inline.complete
+                await client.send_end()
+            if chunk == b"":
+                break  # upstream's body is complete
+            with trio.move_on_after(idle) as idle_scope:
+                chunk = await response.receive_some()
+            if idle_scope.cancelled_caught:
+                raise UpstreamTimeout(
+                    f"upstream sent nothing for {idle:g}s mid-response (timeouts.idle)"
+                )
+            if chunk:
+                with trio.move_on_after(idle) as send_scope:
+                    await client.send_data(chunk)
+                if send_scope.cancelled_caught:
+                    raise ClientTooSlow(
+                        f"client read nothing for {idle:g}s mid-response (timeouts.idle)"
+                    )
+        if not ex.completed:
+            await client.send_end()
+            ex.completed = True
 
     async def _end_stream_with_error(
         self, client: ClientConnection, ex: Exchange, record: UsageRecord, exc: ProxyError
