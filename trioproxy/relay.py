@@ -206,42 +206,48 @@ class Relay:
             remaining = 0
         else:
             remaining = int(length_header) if length_header is not None else -1
-        # Body bytes already received go out in the same write as the head.
-        chunk = response.receive_nowait()
-        await client.send_head(
-            response.status, hdr.response_headers(response.headers), response.reason,
-            chunk or b"",
-        )
-        while True:
-            if chunk:
-                record.bytes_out += len(chunk)
-                if side is not None:
-                    side.offer(chunk)
-                elif inline is not None:
-                    inline.feed(chunk)
-                if remaining > 0:
-                    remaining -= len(chunk)
-            if remaining == 0 and not ex.completed:
-                ex.completed = True
-                await client.send_end()
-            if chunk == b"":
-                break  # upstream's body is complete
-            with trio.move_on_after(idle) as idle_scope:
+        # One cancel scope for the whole body, its deadline moved before each wait: the
+        # idle limit applies to every read from upstream and every write to the client.
+        # (Two scopes per chunk cost more than the rest of the loop.)
+        waiting_for = "client"
+        with trio.CancelScope() as idle_scope:
+            idle_scope.deadline = trio.current_time() + idle
+            # Body bytes already received go out in the same write as the head.
+            chunk = response.receive_nowait()
+            await client.send_head(
+                response.status, hdr.response_headers(response.headers), response.reason,
+                chunk or b"",
+            )
+            while True:
+                if chunk:
+                    record.bytes_out += len(chunk)
+                    if side is not None:
+                        side.offer(chunk)
+                    elif inline is not None:
+                        inline.feed(chunk)
+                    if remaining > 0:
+                        remaining -= len(chunk)
+                if remaining == 0 and not ex.completed:
+                    ex.completed = True
+                    await client.send_end()
+                if chunk == b"":
+                    break  # upstream's body is complete
+                waiting_for = "upstream"
+                idle_scope.deadline = trio.current_time() + idle
                 chunk = await response.receive_some()
-            if idle_scope.cancelled_caught:
+                if chunk:
+                    waiting_for = "client"
+                    idle_scope.deadline = trio.current_time() + idle
+                    await client.send_data(chunk)
+            if not ex.completed:
+                await client.send_end()
+                ex.completed = True
+        if idle_scope.cancelled_caught:
+            if waiting_for == "upstream":
                 raise UpstreamTimeout(
                     f"upstream sent nothing for {idle:g}s mid-response (timeouts.idle)"
                 )
-            if chunk:
-                with trio.move_on_after(idle) as send_scope:
-                    await client.send_data(chunk)
-                if send_scope.cancelled_caught:
-                    raise ClientTooSlow(
-                        f"client read nothing for {idle:g}s mid-response (timeouts.idle)"
-                    )
-        if not ex.completed:
-            await client.send_end()
-            ex.completed = True
+            raise ClientTooSlow(f"client read nothing for {idle:g}s mid-response (timeouts.idle)")
 
     async def _end_stream_with_error(
         self, client: ClientConnection, ex: Exchange, record: UsageRecord, exc: ProxyError
