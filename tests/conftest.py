@@ -12,6 +12,7 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
+import httpx
 import pytest
 import trio
 
@@ -20,6 +21,17 @@ from trioproxy.config import Config, parse_config
 from trioproxy.server import Server, serve
 
 HANG_SECONDS = 60
+
+# Request bodies the tests send, in each API's shape.
+ANTHROPIC_ARGS: dict[str, Any] = {
+    "model": "claude-sonnet-4-6",
+    "max_tokens": 64,
+    "messages": [{"role": "user", "content": "Hi"}],
+}
+CHAT_ARGS: dict[str, Any] = {
+    "model": "gpt-4o-mini",
+    "messages": [{"role": "user", "content": "Hi"}],
+}
 
 
 @pytest.fixture(autouse=True)
@@ -107,3 +119,15 @@ async def proxy(
 ) -> RunningProxy:
     config = proxy_config(tmp_path, mock.url, transport=transport)
     return await RunningProxy(config).start(nursery)
+
+
+async def post_plain_and_streamed(base_url: str) -> tuple[httpx.Response, httpx.Response, bytes]:
+    """POST /v1/messages once as JSON and once streamed; return both responses and the
+    streamed body's raw bytes."""
+    async with httpx.AsyncClient(base_url=base_url) as client:
+        plain = await client.post("/v1/messages", json=ANTHROPIC_ARGS)
+        async with client.stream(
+            "POST", "/v1/messages", json={**ANTHROPIC_ARGS, "stream": True}
+        ) as response:
+            streamed = b"".join([chunk async for chunk in response.aiter_raw()])
+    return plain, response, streamed

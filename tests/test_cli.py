@@ -20,22 +20,17 @@ from contextlib import asynccontextmanager
 from dataclasses import dataclass
 from functools import partial
 from pathlib import Path
-from typing import Any
 
 import httpx
 import pytest
 import tomli_w
 import trio
 
+from tests.conftest import ANTHROPIC_ARGS
 from tests.mock_upstream import ANTHROPIC_USAGE, MockUpstream
 
 CLI = [sys.executable, "-m", "trioproxy.cli"]
 TIMEOUT = 20  # real seconds: a Python process starts, serves and drains
-ANTHROPIC_ARGS: dict[str, Any] = {
-    "model": "claude-sonnet-4-6",
-    "max_tokens": 64,
-    "messages": [{"role": "user", "content": "Hi"}],
-}
 
 
 async def cli(*args: str, cwd: Path) -> subprocess.CompletedProcess[bytes]:

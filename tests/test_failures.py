@@ -25,19 +25,16 @@ import pytest
 import trio
 import trio.testing
 
-from tests.conftest import RunningProxy, proxy_config
+from tests.conftest import (
+    ANTHROPIC_ARGS,
+    CHAT_ARGS,
+    RunningProxy,
+    post_plain_and_streamed,
+    proxy_config,
+)
 from tests.mock_upstream import ANTHROPIC_USAGE, OUTPUT_DELTAS, MockUpstream
 
 TIMEOUT = 10  # bound on each test (virtual seconds under the clock fixture)
-ANTHROPIC_ARGS: dict[str, Any] = {
-    "model": "claude-sonnet-4-6",
-    "max_tokens": 64,
-    "messages": [{"role": "user", "content": "Hi"}],
-}
-CHAT_ARGS: dict[str, Any] = {
-    "model": "gpt-4o-mini",
-    "messages": [{"role": "user", "content": "Hi"}],
-}
 MESSAGES_BODY = json.dumps(ANTHROPIC_ARGS).encode()
 ANTHROPIC_TOKENS = (
     ANTHROPIC_USAGE["input_tokens"],
@@ -687,11 +684,7 @@ async def test_requests_flow_when_the_ledger_is_unavailable(
     proxy = await start_proxy(nursery, tmp_path, mock.url, transport=transport,
                               ledger={"path": str(blocker / "ledger.db")})
     with trio.fail_after(TIMEOUT):
-        async with httpx.AsyncClient(base_url=proxy.url) as client:
-            plain = await client.post("/v1/messages", json=ANTHROPIC_ARGS)
-            async with client.stream("POST", "/v1/messages",
-                                     json={**ANTHROPIC_ARGS, "stream": True}) as response:
-                streamed = b"".join([chunk async for chunk in response.aiter_raw()])
+        plain, response, streamed = await post_plain_and_streamed(proxy.url)
         await proxy.stop()
     assert plain.status_code == response.status_code == 200
     assert plain.content == b"".join(mock.requests[0].sent)

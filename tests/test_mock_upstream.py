@@ -33,6 +33,7 @@ import trio
 import trio.testing
 import trustme
 
+from tests.conftest import ANTHROPIC_ARGS, CHAT_ARGS
 from tests.mock_upstream import (
     ANTHROPIC_USAGE,
     EMBEDDING_DIMENSIONS,
@@ -47,15 +48,6 @@ from tests.mock_upstream import (
 )
 
 TIMEOUT = 10
-ANTHROPIC_ARGS: dict[str, Any] = {
-    "model": "claude-sonnet-4-6",
-    "max_tokens": 64,
-    "messages": [{"role": "user", "content": "Hi"}],
-}
-CHAT_ARGS: dict[str, Any] = {
-    "model": "gpt-4o-mini",
-    "messages": [{"role": "user", "content": "Hi"}],
-}
 ANTHROPIC_EVENTS = (
     ["message_start", "content_block_start", "ping"]
     + ["content_block_delta"] * len(OUTPUT_DELTAS)

@@ -10,7 +10,7 @@ import pytest
 import trio
 import trio.testing
 
-from tests.conftest import RunningProxy
+from tests.conftest import RunningProxy, proxy_config
 from tests.mock_upstream import MockUpstream
 
 BODY = json.dumps({"model": "claude-sonnet-4-6", "max_tokens": 5,
@@ -125,8 +125,6 @@ def slow_clock() -> trio.testing.MockClock:
 async def test_a_client_that_stops_reading_is_cut_after_the_idle_timeout(
     nursery: trio.Nursery, tmp_path, slow_clock
 ) -> None:
-    from tests.conftest import proxy_config
-
     listeners = await nursery.start(partial(trio.serve_tcp, endless_upstream, 0, host="127.0.0.1"))
     port = listeners[0].socket.getsockname()[1]
     config = proxy_config(tmp_path, f"http://127.0.0.1:{port}", timeouts={"idle": "7s"})
@@ -206,8 +204,6 @@ async def early_401_upstream(stream: trio.SocketStream) -> None:
 async def test_an_early_upstream_answer_reaches_the_client(
     nursery: trio.Nursery, tmp_path, transport: str
 ) -> None:
-    from tests.conftest import proxy_config
-
     listeners = await nursery.start(
         partial(trio.serve_tcp, early_401_upstream, 0, host="127.0.0.1")
     )
@@ -238,8 +234,6 @@ async def head_with_body_upstream(stream: trio.SocketStream) -> None:
 async def test_leftover_bytes_never_answer_the_next_request(
     nursery: trio.Nursery, tmp_path
 ) -> None:
-    from tests.conftest import proxy_config
-
     listeners = await nursery.start(
         partial(trio.serve_tcp, head_with_body_upstream, 0, host="127.0.0.1")
     )

@@ -15,15 +15,15 @@ import pytest
 import trio
 import trustme
 
-from tests.conftest import RunningProxy, proxy_config
+from tests.conftest import (
+    ANTHROPIC_ARGS,
+    RunningProxy,
+    post_plain_and_streamed,
+    proxy_config,
+)
 from tests.mock_upstream import ANTHROPIC_USAGE, MockUpstream
 
 TIMEOUT = 10
-ANTHROPIC_ARGS: dict[str, Any] = {
-    "model": "claude-sonnet-4-6",
-    "max_tokens": 64,
-    "messages": [{"role": "user", "content": "Hi"}],
-}
 
 
 @pytest.fixture
@@ -57,11 +57,7 @@ async def test_https_upstream_with_ca_file(
     proxy = await start_proxy(nursery, tmp_path, tls_mock, transport,
                               upstream={"ca_file": str(ca_file)})
     with trio.fail_after(TIMEOUT):
-        async with httpx.AsyncClient(base_url=proxy.url) as client:
-            plain = await client.post("/v1/messages", json=ANTHROPIC_ARGS)
-            async with client.stream("POST", "/v1/messages",
-                                     json={**ANTHROPIC_ARGS, "stream": True}) as response:
-                streamed = b"".join([chunk async for chunk in response.aiter_raw()])
+        plain, response, streamed = await post_plain_and_streamed(proxy.url)
         await proxy.stop()
     assert plain.status_code == response.status_code == 200
     assert plain.content == b"".join(tls_mock.requests[0].sent)
