@@ -7,6 +7,7 @@ False and says why in problem, and finish() returns what it saw.
 
 from __future__ import annotations
 
+from abc import ABC, abstractmethod
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Protocol
@@ -128,7 +129,7 @@ class DisabledScanner:
         return Usage()
 
 
-class _Scanner:
+class _Scanner(ABC):
     """Shared plumbing: decompression, giving up, and the never-raise guarantee."""
 
     def __init__(self, inflater: Inflater | None) -> None:
@@ -155,8 +156,9 @@ class _Scanner:
             # one record's usage, never the client its response.
             self._give_up(f"scanner failed: {exc!r}")
 
+    @abstractmethod
     def _consume(self, data: bytes) -> None:
-        raise NotImplementedError
+        """Take decoded body bytes (each kind of scanner parses them its own way)."""
 
     def _give_up(self, problem: str) -> None:
         self.complete = False
