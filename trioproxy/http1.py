@@ -42,6 +42,7 @@ class ClientConnection:
         self.broken = False  # a send failed or a response was cut: never reuse
         self.linger = False  # we answered before reading the whole body: drain before close
         self.on_gone: trio.CancelScope | None = None  # cancelled if the client leaves
+        self.head_scope: trio.CancelScope | None = None  # the wait for the next request head
         self._arrived = trio.Event()  # the reader fed h11 new bytes (or EOF)
         self._wanted = trio.Event()  # a consumer needs more than h11 holds
 
@@ -68,21 +69,28 @@ class ClientConnection:
         if self.on_gone is not None:
             self.on_gone.cancel()
 
+    def _event_now(self) -> h11.Event | type[h11.NEED_DATA] | type[h11.PAUSED]:
+        """The next event h11 can give from what the reader fed it, without waiting."""
+        try:
+            event = self.conn.next_event()
+        except h11.RemoteProtocolError as exc:
+            _raise_protocol_error(exc)
+        if event is h11.NEED_DATA and self.gone:
+            raise trio.BrokenResourceError("client closed the connection")
+        return event
+
+    async def _wait_for_data(self) -> None:
+        """Wait until the reader fed h11 more bytes (or EOF)."""
+        self._arrived = trio.Event()
+        self._wanted.set()
+        await self._arrived.wait()
+
     async def _next_event(self) -> h11.Event | type[h11.PAUSED]:
         while True:
-            try:
-                event = self.conn.next_event()
-            except h11.RemoteProtocolError as exc:
-                _raise_protocol_error(exc)
-            if event is h11.NEED_DATA:
-                if self.gone:
-                    raise trio.BrokenResourceError("client closed the connection")
-                # h11 has consumed everything fed so far: wait for the reader.
-                self._arrived = trio.Event()
-                self._wanted.set()
-                await self._arrived.wait()
-                continue
-            return event
+            event = self._event_now()
+            if event is not h11.NEED_DATA:
+                return event
+            await self._wait_for_data()
 
     async def next_request(self, timeout: float, *, first: bool) -> h11.Request | None:
         """The next request head, or None if the client closed cleanly between requests.
@@ -92,11 +100,16 @@ class ClientConnection:
         simply stays quiet is closed without an answer (returns None).
         """
         with trio.move_on_after(timeout) as scope:
+            self.head_scope = scope
             try:
                 event = await self._next_event()
             except trio.BrokenResourceError:
                 return None
+            finally:
+                self.head_scope = None
         if scope.cancelled_caught:
+            if self.closing:
+                return None  # the server is draining: it cancelled the wait
             if first or self.conn.trailing_data[0]:
                 raise RequestTimeout(f"request head not received within {timeout:g}s")
             return None
@@ -129,27 +142,27 @@ class ClientConnection:
         parts: list[bytes] = []
         size = 0
         deadline = trio.current_time() + timeout if math.isfinite(timeout) else math.inf
-        with trio.move_on_at(deadline) as scope:
-            while True:
-                try:
-                    event = await self._next_event()
-                except trio.BrokenResourceError:
-                    raise BadRequest(
-                        "client closed the connection before sending its body"
-                    ) from None
-                if isinstance(event, h11.Data):
-                    size += len(event.data)
-                    if size > max_size:
-                        raise BodyTooLarge(
-                            f"request body is over the {max_size} byte limit"
-                            " (limits.max_body_size)"
-                        )
-                    parts.append(event.data)
-                elif isinstance(event, h11.EndOfMessage):
-                    break
-        if scope.cancelled_caught:
-            raise RequestTimeout(f"request body not received within {timeout:g}s")
-        return b"".join(parts)
+        while True:
+            try:
+                event = self._event_now()
+            except trio.BrokenResourceError:
+                raise BadRequest("client closed the connection before sending its body") from None
+            if event is h11.NEED_DATA:
+                # A small body usually came with its head: a deadline scope is only
+                # needed when there is something to wait for.
+                with trio.move_on_at(deadline) as scope:
+                    await self._wait_for_data()
+                if scope.cancelled_caught:
+                    raise RequestTimeout(f"request body not received within {timeout:g}s")
+            elif isinstance(event, h11.Data):
+                size += len(event.data)
+                if size > max_size:
+                    raise BodyTooLarge(
+                        f"request body is over the {max_size} byte limit (limits.max_body_size)"
+                    )
+                parts.append(event.data)
+            elif isinstance(event, h11.EndOfMessage):
+                return b"".join(parts)
 
     async def _send(self, event: h11.Event, then: h11.Event | None = None) -> None:
         data = self.conn.send(event)

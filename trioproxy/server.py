@@ -35,7 +35,6 @@ _ACCEPT_CAPACITY_ERRNOS = {errno.EMFILE, errno.ENFILE, errno.ENOMEM, errno.ENOBU
 class _ConnectionTask:
     scope: trio.CancelScope
     idle: bool = True  # waiting for a request head, not handling one
-    head_scope: trio.CancelScope | None = None  # the wait for the next head
     client: ClientConnection | None = None
 
 
@@ -198,14 +197,12 @@ async def _serve_requests(server: Server, client: ClientConnection, task: _Conne
     while not server._draining:
         task.idle = True
         try:
-            with trio.CancelScope() as head_scope:
-                task.head_scope = head_scope
-                request = await client.next_request(config.timeouts.request_head, first=first)
+            request = await client.next_request(config.timeouts.request_head, first=first)
         except ProxyError as exc:
             await client.send_error(exc, error_body("anthropic", exc.status, exc.message))
             log.info("rejected request from %s: %s", _peer(client.stream), exc.message)
             return
-        if head_scope.cancelled_caught or request is None:
+        if request is None:
             return
         task.idle = False
         first = False
@@ -227,10 +224,13 @@ async def _drain(server: Server, listeners: list[trio.SocketListener]) -> None:
     for listener in listeners:
         await listener.aclose()
     for task in list(server._connections):
+        client = task.client
+        if client is not None:
+            client.closing = True  # the next response says Connection: close
         if task.idle:
-            (task.head_scope or task.scope).cancel()
-        elif task.client is not None:
-            task.client.closing = True
+            # Waiting for a head: stop waiting (next_request returns None).
+            scope = client.head_scope if client is not None else None
+            (scope or task.scope).cancel()
     grace = server.config.server.grace_period
     if server._connections:
         log.info("waiting up to %gs for %d connection(s)", grace, len(server._connections))
