@@ -112,11 +112,15 @@ class Ledger:
         self._batch_size = batch_size
         self._flush_interval = flush_interval
         self._checkpoint_interval = checkpoint_interval
-        self._send, self._recv = trio.open_memory_channel[UsageRecord](queue_size)
+        self._queue_size = queue_size
+        # Rows wait in a plain list: the writer task is woken once per batch (at its
+        # first row and when it is full), not once per row as a channel would.
+        self._pending: list[UsageRecord] = []
+        self._wake = trio.Event()
+        self._wake_at = 1  # wake the writer when this many rows are pending
         # Until run() loads the ledger's own salt: a random one, never stored.
         self._salt = secrets.token_bytes(_SALT_BYTES)
         self._conn: sqlite3.Connection | None = None
-        self._batch: list[UsageRecord] = []
         self._started = False
         self._closed = False  # close() was called: no more records accepted
         self._stopped = False  # run() has returned, or the ledger could not be opened
@@ -135,12 +139,12 @@ class Ledger:
                 self._lose(1, "closed", "the ledger is closed")
             elif self._stopped:
                 self._lose(1, "unavailable", "the ledger is not running (unavailable or stopped)")
+            elif len(self._pending) >= self._queue_size:
+                self._lose(1, "full", "the write queue is full (the disk is too slow?)")
             else:
-                self._send.send_nowait(rec)
-        except trio.WouldBlock:
-            self._lose(1, "full", "the write queue is full (the disk is too slow?)")
-        except (trio.ClosedResourceError, trio.BrokenResourceError):
-            self._lose(1, "closed", "the ledger is closed")
+                self._pending.append(rec)
+                if len(self._pending) >= self._wake_at:
+                    self._wake.set()
         except Exception as exc:  # the caller is a request: it must never see this
             self._lose(1, "error", f"{type(exc).__name__}: {exc}")
 
@@ -152,7 +156,7 @@ class Ledger:
     def close(self) -> None:
         """Accept no more records; run() writes what it holds, then returns."""
         self._closed = True
-        self._send.close()
+        self._wake.set()
 
     # -- the writer task -------------------------------------------------------
 
@@ -174,10 +178,11 @@ class Ledger:
                     self.path,
                     exc,
                 )
-                self._stopped = True
+                self._stopped = True  # from now on record() counts rows as lost at once
                 task_status.started()
-                async for _rec in self._recv:
-                    self._lose(1, "unavailable", "the ledger is not available")
+                if self._pending:
+                    self._lose(len(self._pending), "unavailable", "the ledger is not available")
+                    self._pending = []
                 return
             self._conn = conn
             self._salt = salt
@@ -187,29 +192,31 @@ class Ledger:
             except BaseException:
                 # Cancelled (or worse): keep what we can, within a bound.
                 with trio.move_on_after(_FINAL_FLUSH_TIMEOUT, shield=True):
-                    self._take_queued(math.inf)
-                    await self._flush()
+                    while self._pending and self._conn is not None:
+                        await self._flush()
                 raise
         finally:
             await self._shutdown()
 
     async def _write_loop(self) -> None:
         next_checkpoint = trio.current_time() + self._checkpoint_interval
-        flush_at = math.inf
+        flush_at = math.inf  # when the oldest pending row must be written
         dirty = False  # rows written since the last checkpoint
-        while True:
-            with trio.move_on_at(min(flush_at, next_checkpoint)):
-                try:
-                    rec = await self._recv.receive()
-                except trio.EndOfChannel:
-                    break
-                if not self._batch:
-                    flush_at = trio.current_time() + self._flush_interval
-                self._batch.append(rec)
-                self._take_queued(self._batch_size)
+        while not self._closed:
+            if self._pending and flush_at == math.inf:
+                flush_at = trio.current_time() + self._flush_interval
+            # Sleep until the first row, a full batch, the flush time or a checkpoint.
+            self._wake_at = self._batch_size if self._pending else 1
+            if len(self._pending) < self._wake_at:
+                self._wake = trio.Event()
+                with trio.move_on_at(min(flush_at, next_checkpoint)):
+                    await self._wake.wait()
             now = trio.current_time()
-            if self._batch and (len(self._batch) >= self._batch_size or now >= flush_at):
-                await self._flush()
+            if len(self._pending) >= self._batch_size or (self._pending and now >= flush_at):
+                while len(self._pending) >= self._batch_size:
+                    await self._flush()
+                if self._pending and now >= flush_at:
+                    await self._flush()
                 flush_at = math.inf
                 dirty = True
             if now >= next_checkpoint:
@@ -217,30 +224,25 @@ class Ledger:
                     await self._checkpoint()
                     dirty = False
                 next_checkpoint = now + self._checkpoint_interval
-        await self._flush()
-
-    def _take_queued(self, limit: float) -> None:
-        """Move rows already waiting in the channel into the batch, without waiting."""
-        while len(self._batch) < limit:
-            try:
-                self._batch.append(self._recv.receive_nowait())
-            except (trio.WouldBlock, trio.EndOfChannel, trio.ClosedResourceError):
-                return
+        while self._pending and self._conn is not None:
+            await self._flush()
 
     async def _flush(self) -> None:
-        """Write the held batch in one transaction; a failed batch counts as lost."""
-        if not self._batch or self._conn is None:
+        """Write up to batch_size pending rows in one transaction; a failed batch is lost."""
+        if not self._pending or self._conn is None:
             return
-        batch = self._batch
+        batch = self._pending[: self._batch_size]
+        del self._pending[: len(batch)]
         try:
             # Not abandoned on cancel: if this raises Cancelled, the thread never ran,
-            # and once the thread has run, nothing can interrupt us before the reset.
+            # and once the thread has run, nothing can interrupt us before the count.
             await trio.to_thread.run_sync(_insert_sync, self._conn, batch)
+        except trio.Cancelled:
+            self._pending[:0] = batch  # not written: still pending
+            raise
         except Exception as exc:
-            self._batch = []
             self._lose(len(batch), "write", f"writing {len(batch)} rows failed: {exc}")
         else:
-            self._batch = []
             self.written += len(batch)
 
     async def _checkpoint(self) -> None:
@@ -254,11 +256,9 @@ class Ledger:
     async def _shutdown(self) -> None:
         """After run(): refuse further rows, count what is left, close the connection."""
         self._stopped = True
-        self._take_queued(math.inf)
-        if self._batch:
-            self._lose(len(self._batch), "shutdown", "the ledger stopped before writing them")
-            self._batch = []
-        self._recv.close()
+        if self._pending:
+            self._lose(len(self._pending), "shutdown", "the ledger stopped before writing them")
+            self._pending = []
         conn, self._conn = self._conn, None
         if conn is not None:
             with trio.move_on_after(_FINAL_FLUSH_TIMEOUT, shield=True):
