@@ -462,6 +462,36 @@ async def test_idle_gap_mid_stream_ends_with_an_sse_error_event(
     assert "timeouts.idle" in row["error"]
 
 
+async def test_idle_limit_after_rapid_events_expires_within_its_slack(
+    nursery: trio.Nursery, mock: MockUpstream, tmp_path: Path, transport: str,
+    clock: trio.testing.MockClock,
+) -> None:
+    """Events 3 ms apart, then silence: the idle deadline is not moved for each event
+    (it moves once it is more than 1% of timeouts.idle behind), so the stream is cut
+    between idle - 1% and idle after the last event, never later."""
+    proxy = await start_proxy(nursery, tmp_path, mock.url, transport=transport,
+                              timeouts={"idle": "1s"})
+    arrivals: list[float] = []
+    with trio.fail_after(60):
+        async with httpx.AsyncClient(base_url=proxy.url, timeout=60) as client:
+            start = trio.current_time()
+            async with client.stream(
+                "POST", "/v1/messages", json={**ANTHROPIC_ARGS, "stream": True},
+                headers={"x-mock-sleep-between": "0.003", "x-mock-hold": "1"},
+            ) as response:
+                async for _chunk in response.aiter_raw():
+                    arrivals.append(trio.current_time() - start)
+        await proxy.stop()
+    sent = mock.requests[0].sent
+    assert len(sent) >= 3  # several events, then the hold
+    last_event = arrivals[len(sent) - 1]
+    cut = arrivals[-1]
+    assert last_event + 1.0 - 0.01 <= cut <= last_event + 1.0
+    [row] = proxy.rows()
+    assert (row["outcome"], row["stream"]) == ("timeout", 1)
+    assert "timeouts.idle" in row["error"]
+
+
 async def test_total_deadline_ends_a_slow_stream_with_an_sse_error_event(
     nursery: trio.Nursery, mock: MockUpstream, tmp_path: Path, transport: str,
     clock: trio.testing.MockClock,

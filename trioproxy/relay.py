@@ -1,11 +1,12 @@
 """Forward one request upstream and stream the answer back, with usage scanning on the side.
 
 The client stream is primary: each upstream chunk is written to the client as soon as
-it arrives, as it is. For an event stream, a copy goes over a bounded memory channel to
-a usage-scanner task; if that task falls behind, it is detached and the record marked
-incomplete, so the client never waits for it. Any other body is collected as it passes
-and parsed at its end. The connection's reader cancels the relay's scope if the client
-leaves, which closes the upstream request (nobody pays for tokens no one reads).
+it arrives, as it is, and only then handed to the usage scanner, which parses it while
+the relay would otherwise wait for upstream's next chunk. (A scanner task fed through a
+channel, as first built, ran on the same thread at the same moments and added two task
+switches per chunk: about 20% of the CPU time per relayed SSE event; see issue 3.) The
+connection's reader cancels the relay's scope if the client leaves, which closes the
+upstream request (nobody pays for tokens no one reads).
 """
 
 from __future__ import annotations
@@ -26,7 +27,11 @@ from .usage.scan import UsageScanner, make_scanner
 
 log = logging.getLogger("trioproxy")
 
-SCANNER_QUEUE = 256  # chunks the scanner may lag behind before it is detached
+# The idle deadline is moved only when it would move by more than this fraction of
+# timeouts.idle (at most DEADLINE_SLACK_MAX seconds): moving a deadline costs a heap
+# operation, and a stream of small events would move it twice per event.
+DEADLINE_SLACK = 0.01
+DEADLINE_SLACK_MAX = 1.0
 
 
 @dataclass(slots=True)
@@ -46,50 +51,6 @@ class Exchange:
     completed: bool = False  # the whole response reached the client
 
 
-class _Scanner:
-    """The side consumer: a usage scanner fed from a bounded channel by its own task."""
-
-    def __init__(self, scanner: UsageScanner) -> None:
-        self.scanner = scanner
-        self.send, self.receive = trio.open_memory_channel[bytes](SCANNER_QUEUE)
-        self.detached = False
-
-    def offer(self, chunk: bytes) -> None:
-        if self.detached:
-            return
-        try:
-            self.send.send_nowait(chunk)
-        except trio.WouldBlock:
-            self.detached = True
-            self.scanner.complete = False
-            self.scanner.problem = "usage scanner fell behind the stream and was detached"
-
-    async def run(self, record: UsageRecord) -> None:
-        """Feed chunks until the relay closes the channel; then fill `record`.
-
-        Finishing here, not in the relay, matters: a chunk handed to this task while it
-        waits is in flight to it, not in the channel's buffer, until it runs.
-        """
-        try:
-            async for chunk in self.receive:
-                self.scanner.feed(chunk)
-        finally:
-            self._finish(record)
-
-    def _finish(self, record: UsageRecord) -> None:
-        # Chunks still queued when the task was cancelled are fed here.
-        if not self.detached:
-            while True:
-                try:
-                    self.scanner.feed(self.receive.receive_nowait())
-                except (trio.WouldBlock, trio.EndOfChannel, trio.ClosedResourceError):
-                    break
-        record.usage = self.scanner.finish()
-        record.scan_complete = self.scanner.complete
-        if not self.scanner.complete and self.scanner.problem:
-            log.debug("usage scan incomplete: %s", self.scanner.problem)
-
-
 def _deadline(start: float, seconds: float) -> float:
     return start + seconds if math.isfinite(seconds) else math.inf
 
@@ -104,12 +65,13 @@ class _Deadline:
     scope when the client leaves.
     """
 
-    __slots__ = ("scope", "_timeouts", "_total_at", "_waiting_for", "_by_total")
+    __slots__ = ("scope", "_timeouts", "_total_at", "_slack", "_waiting_for", "_by_total")
 
     def __init__(self, started: float, timeouts: TimeoutsConfig) -> None:
         self.scope = trio.CancelScope()
         self._timeouts = timeouts
         self._total_at = _deadline(started, timeouts.total)
+        self._slack = min(timeouts.idle * DEADLINE_SLACK, DEADLINE_SLACK_MAX)
         self._set(_deadline(started, timeouts.first_byte), "first_byte")
 
     def _set(self, at: float, waiting_for: str) -> None:
@@ -117,13 +79,23 @@ class _Deadline:
         self._by_total = self._total_at <= at
         self.scope.deadline = self._total_at if self._by_total else at
 
+    def _move_idle(self, waiting_for: str) -> None:
+        at = trio.current_time() + self._timeouts.idle
+        if self._by_total and at >= self._total_at:
+            self._waiting_for = waiting_for  # timeouts.total stays the nearer limit
+        elif self._waiting_for == "first_byte" or at - self.scope.deadline > self._slack:
+            self._set(at, waiting_for)
+        else:
+            # Nearly where it should be: left alone, it may expire up to _slack early.
+            self._waiting_for = waiting_for
+
     def wait_upstream(self) -> None:
         """The next wait is a read from upstream."""
-        self._set(trio.current_time() + self._timeouts.idle, "upstream")
+        self._move_idle("upstream")
 
     def wait_client(self) -> None:
         """The next wait is a write to the client."""
-        self._set(trio.current_time() + self._timeouts.idle, "client")
+        self._move_idle("client")
 
     def expired(self) -> ProxyError:
         """The error for the deadline that expired."""
@@ -210,34 +182,18 @@ class Relay:
         scanner = make_scanner(
             ex.route.flavour, record.path, ctype, encoding.decode("latin-1") if encoding else None
         )
-        # An event stream is scanned by a side task, so that parsing never delays the next
-        # event; any other body is only collected while it passes (and parsed at its end),
-        # which costs less than a channel and a task per request.
-        if scanner is not None and record.stream:
-            side = _Scanner(scanner)
-            failure: BaseException | None = None
-            async with trio.open_nursery() as nursery:
-                nursery.start_soon(side.run, record)
-                try:
-                    await self._pump(client, ex, record, response, deadline, side, None)
-                except (ProxyError, trio.BrokenResourceError, trio.ClosedResourceError) as exc:
-                    failure = exc  # raised below, outside the nursery's exception group
-                finally:
-                    side.send.close()
-            if failure is not None:
-                raise failure
-        else:
-            try:
-                await self._pump(client, ex, record, response, deadline, None, scanner)
-            finally:
-                if scanner is not None:
-                    record.usage = scanner.finish()
-                    record.scan_complete = scanner.complete
+        try:
+            await self._pump(client, ex, record, response, deadline, scanner)
+        finally:
+            if scanner is not None:
+                record.usage = scanner.finish()
+                record.scan_complete = scanner.complete
+                if not scanner.complete and scanner.problem:
+                    log.debug("usage scan incomplete: %s", scanner.problem)
 
     async def _pump(
         self, client: ClientConnection, ex: Exchange, record: UsageRecord,
-        response: UpstreamResponse, deadline: _Deadline,
-        side: _Scanner | None, inline: UsageScanner | None,
+        response: UpstreamResponse, deadline: _Deadline, scanner: UsageScanner | None,
     ) -> None:
         """Copy the response to the client, chunk by chunk, as it arrives."""
         # Body bytes the client still expects, or -1 when the end is marked by framing.
@@ -258,10 +214,8 @@ class Relay:
         while True:
             if chunk:
                 record.bytes_out += len(chunk)
-                if side is not None:
-                    side.offer(chunk)
-                elif inline is not None:
-                    inline.feed(chunk)
+                if scanner is not None:
+                    scanner.feed(chunk)  # after the client has it (see the module docstring)
                 if remaining > 0:
                     remaining -= len(chunk)
             if remaining == 0 and not ex.completed:
