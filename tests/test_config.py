@@ -380,6 +380,24 @@ def test_format_size(size: int, text: object) -> None:
          "config.toml:port: unknown top-level key; did you mean to put it in [server]?"),
         ({"route": [{"prefix": "/", "upstream": "http://x"}]},
          "config.toml:route: unknown key; did you mean 'routes'?"),
+        # translation routes
+        ({"routes": [{"prefix": "/", "upstream": "http://x", "translate": "claude"}]},
+         "config.toml:routes[0].translate: expected one of 'anthropic-to-openai',"
+         " 'openai-to-anthropic', got 'claude'"),
+        ({"routes": [{"prefix": "/", "upstream": "http://x", "translate": "anthropic-to-openai",
+                      "flavour": "openai"}]},
+         "config.toml:routes[0].flavour: 'openai' contradicts translate ="
+         " 'anthropic-to-openai'; leave flavour out"),
+        ({"routes": [{"prefix": "/", "upstream": "http://x", "models": {"a": "b"}}]},
+         "config.toml:routes[0].models: a model map needs translate on the same route"),
+        ({"routes": [{"prefix": "/", "upstream": "http://x", "translate": "openai-to-anthropic",
+                      "models": {"gpt-4o": 4}}]},
+         "config.toml:routes[0].models: 'gpt-4o': expected an upstream model name string,"
+         " got 4"),
+        ({"routes": [{"prefix": "/", "upstream": "http://x", "translate": "openai-to-anthropic",
+                      "models": ["gpt-4o"]}]},
+         "config.toml:routes[0].models: expected a table of client model name = upstream"
+         " model name, got an array"),
     ],
 )
 def test_validation_messages(data: dict[str, Any], message: str) -> None:
@@ -699,3 +717,19 @@ def test_override_upstream_rechecks_transport_options() -> None:
     )
     with pytest.raises(ConfigError, match=r'^config\.toml:upstream\.http2: http2 = true needs'):
         with_overrides(c, upstream="https://y.example")
+
+
+def test_translation_route_takes_its_flavour_and_model_map_from_translate() -> None:
+    c = parse_config({"routes": [{
+        "prefix": "/ollama", "upstream": "http://127.0.0.1:11434",
+        "translate": "anthropic-to-openai", "models": {"claude-sonnet-4-5": "qwen3:32b"},
+    }]})
+    [route] = c.routes
+    assert (route.translate, route.flavour) == ("anthropic-to-openai", "anthropic")
+    assert route.model_map == {"claude-sonnet-4-5": "qwen3:32b"}
+    assert hash(route) == hash(Route("/ollama", "http://127.0.0.1:11434", "anthropic", None,
+                                     "anthropic-to-openai", (("claude-sonnet-4-5", "qwen3:32b"),)))
+    assert parse_config({"routes": [{"prefix": "/", "upstream": "http://x",
+                                     "translate": "openai-to-anthropic"}]}).routes[0].flavour \
+        == "openai"
+

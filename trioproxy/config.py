@@ -23,6 +23,8 @@ from urllib.parse import urlsplit
 LOG_LEVELS = ("debug", "info", "warning", "error")
 TRANSPORTS = ("h11", "httpx")
 FLAVOURS = ("anthropic", "openai", "auto")
+# translate = "<what clients speak>-to-<what the upstream speaks>"
+TRANSLATIONS = ("anthropic-to-openai", "openai-to-anthropic")
 DEFAULT_PORTS = {"http": 80, "https": 443}
 
 
@@ -104,11 +106,14 @@ class Route:
     upstream: str
     flavour: str = "auto"
     transport: str | None = None
+    translate: str | None = None  # one of TRANSLATIONS
+    models: tuple[tuple[str, str], ...] = ()  # client model name -> upstream model name
     scheme: str = field(init=False, repr=False, compare=False)
     host: str = field(init=False, repr=False, compare=False)
     port: int = field(init=False, repr=False, compare=False)
     base_path: str = field(init=False, repr=False, compare=False)
     host_header: str = field(init=False, repr=False, compare=False)
+    model_map: dict[str, str] = field(init=False, repr=False, compare=False)
 
     def __post_init__(self) -> None:
         try:
@@ -117,10 +122,22 @@ class Route:
             _choice(FLAVOURS)(self.flavour)
             if self.transport is not None:
                 _choice(TRANSPORTS)(self.transport)
+            flavour = self.flavour
+            if self.translate is not None:
+                _choice(TRANSLATIONS)(self.translate)
+                speaks = self.translate.partition("-to-")[0]
+                if flavour not in ("auto", speaks):
+                    raise _Invalid(
+                        f"flavour {flavour!r} contradicts translate = {self.translate!r}"
+                        f" (its clients speak {speaks}); leave flavour out"
+                    )
+                flavour = speaks
         except _Invalid as exc:
             raise ValueError(f"route {self.prefix!r} -> {self.upstream!r}: {exc}") from None
         setattr_ = object.__setattr__  # frozen: set once here, never again
         setattr_(self, "prefix", prefix)
+        setattr_(self, "flavour", flavour)
+        setattr_(self, "model_map", dict(self.models))
         setattr_(self, "scheme", scheme)
         setattr_(self, "host", host)
         setattr_(self, "port", port)
@@ -463,11 +480,26 @@ def _upstream_url(value: Any) -> str:
     return str(value)
 
 
+def _models(value: Any) -> tuple[tuple[str, str], ...]:
+    if not isinstance(value, dict):
+        raise _Invalid(
+            f"expected a table of client model name = upstream model name, got {_show(value)}"
+        )
+    pairs = []
+    for name, target in value.items():
+        if not isinstance(target, str) or not target.strip():
+            raise _Invalid(f"{name!r}: expected an upstream model name string, got {_show(target)}")
+        pairs.append((name, target))
+    return tuple(pairs)
+
+
 _ROUTE_KEYS: dict[str, Check] = {
     "prefix": _route_prefix,
     "upstream": _upstream_url,
     "flavour": _choice(FLAVOURS),
     "transport": _choice(TRANSPORTS),
+    "translate": _choice(TRANSLATIONS),
+    "models": _models,
 }
 _ROUTE_REQUIRED = {
     "prefix": "a path such as '/openai'",
@@ -554,10 +586,24 @@ class _Reader:
             for key, expected in _ROUTE_REQUIRED.items():
                 if key not in entry:
                     raise self.error(f"{where}.{key}", f"missing; expected {expected}")
-            route = Route(
-                entry["prefix"], entry["upstream"], entry.get("flavour", "auto"),
-                entry.get("transport"),
-            )
+            if "models" in entry and "translate" not in entry:
+                raise self.error(
+                    f"{where}.models", "a model map needs translate on the same route"
+                )
+            translate, flavour = entry.get("translate"), entry.get("flavour", "auto")
+            if translate is not None and flavour not in ("auto", translate.partition("-to-")[0]):
+                raise self.error(
+                    f"{where}.flavour",
+                    f"{flavour!r} contradicts translate = {translate!r}; leave flavour out",
+                )
+            try:
+                route = Route(
+                    entry["prefix"], entry["upstream"], entry.get("flavour", "auto"),
+                    entry.get("transport"), entry.get("translate"),
+                    _models(entry.get("models", {})),
+                )
+            except ValueError as exc:
+                raise self.error(where, str(exc).partition(": ")[2] or str(exc)) from None
             if route.prefix in seen:
                 raise self.error(
                     f"{where}.prefix",
