@@ -15,6 +15,7 @@ from .errors import NoRoute, ProxyError, error_body, flavour_for_path
 from .http1 import ClientConnection
 from .relay import Exchange, Relay
 from .routes import RouteTable
+from .translation import DROPPED_HEADER, plan_translation
 from .upstream.base import Transport, make_ssl_context
 from .upstream.h11pool import H11Pool
 from .upstream.httpx_transport import HttpxTransport
@@ -112,19 +113,44 @@ class Proxy:
                 secret = hdr.client_secret(request.headers)
                 if secret:
                     record.client_key_hash = self._hash_key(secret)
-                has_body = body or request.method in (b"POST", b"PUT", b"PATCH")
-                exchange = Exchange(
-                    route=route,
-                    method=request.method,
-                    target=upstream_target.encode("latin-1"),
-                    headers=hdr.request_headers(
-                        request.headers, route.host_header.encode(),
-                        len(body) if has_body else None,
-                    ),
-                    body=body,
-                    flavour=flavour,
-                    started=started,
-                )
+                if route.translate is not None:
+                    plan = plan_translation(
+                        route, request.method, upstream_target, request.headers, body
+                    )
+                    if plan.local is not None:  # count_tokens: answered here
+                        record.status, record.bytes_out = 200, len(plan.local)
+                        await client.send_simple(200, plan.local)
+                        return
+                    assert plan.headers is not None
+                    exchange = Exchange(
+                        route=route,
+                        method=plan.method,
+                        target=plan.target.encode("latin-1"),
+                        headers=plan.headers,
+                        body=plan.body,
+                        flavour=flavour,
+                        started=started,
+                        translation=plan.response,
+                        scan_path=plan.scan_path,
+                        extra_headers=(
+                            [(DROPPED_HEADER, ", ".join(plan.dropped).encode())]
+                            if plan.dropped else []
+                        ),
+                    )
+                else:
+                    has_body = body or request.method in (b"POST", b"PUT", b"PATCH")
+                    exchange = Exchange(
+                        route=route,
+                        method=request.method,
+                        target=upstream_target.encode("latin-1"),
+                        headers=hdr.request_headers(
+                            request.headers, route.host_header.encode(),
+                            len(body) if has_body else None,
+                        ),
+                        body=body,
+                        flavour=flavour,
+                        started=started,
+                    )
                 await self.relay.run(client, exchange, record)
             except ProxyError as exc:
                 record.outcome = exc.outcome

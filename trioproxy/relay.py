@@ -13,17 +13,18 @@ from __future__ import annotations
 
 import logging
 import math
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import trio
 
 from . import headers as hdr
 from .config import Route, TimeoutsConfig
-from .errors import ClientTooSlow, ProxyError, UpstreamTimeout, error_sse_event
+from .errors import ClientTooSlow, ProxyError, UpstreamError, UpstreamTimeout, error_sse_event
 from .http1 import ClientConnection
+from .translation import ResponseTranslation
 from .upstream.base import Transport, UpstreamResponse
 from .usage.record import UsageRecord
-from .usage.scan import UsageScanner, make_scanner
+from .usage.scan import JSON_BODY_CAP, UsageScanner, make_scanner
 
 log = logging.getLogger("trioproxy")
 
@@ -49,6 +50,11 @@ class Exchange:
     # event stream framed by chunks, not by Content-Length).
     can_append_event: bool = False
     completed: bool = False  # the whole response reached the client
+    # On a translate route: how to turn the response back into the client's API, which
+    # upstream endpoint the usage scanner reads, and headers added to the response.
+    translation: ResponseTranslation | None = None
+    scan_path: str | None = None
+    extra_headers: hdr.Headers = field(default_factory=list)
 
 
 def _deadline(start: float, seconds: float) -> float:
@@ -180,8 +186,12 @@ class Relay:
         if response.status >= 400:
             record.outcome = "upstream_error"
         scanner = make_scanner(
-            ex.route.flavour, record.path, ctype, encoding.decode("latin-1") if encoding else None
+            ex.route.flavour, ex.scan_path or record.path, ctype,
+            encoding.decode("latin-1") if encoding else None,
         )
+        if ex.translation is not None:
+            await self._translate(client, ex, record, response, deadline, scanner)
+            return
         try:
             await self._pump(client, ex, record, response, deadline, scanner)
         finally:
@@ -231,6 +241,83 @@ class Relay:
         if not ex.completed:
             await client.send_end()
             ex.completed = True
+
+    async def _translate(
+        self, client: ClientConnection, ex: Exchange, record: UsageRecord,
+        response: UpstreamResponse, deadline: _Deadline, scanner: UsageScanner | None,
+    ) -> None:
+        """Relay a response on a translate route: an event stream translated event by
+        event as it arrives, any other body (errors included) translated whole."""
+        assert ex.translation is not None
+        headers = [
+            (name, value) for name, value in hdr.response_headers(response.headers)
+            if name not in (b"content-length", b"content-type", b"content-encoding")
+        ]
+        headers += ex.extra_headers
+        try:
+            if record.stream and response.status < 300:
+                await self._translate_stream(client, ex, record, response, deadline, headers,
+                                             scanner)
+                return
+            body = await self._read_whole(response, deadline)
+            if scanner is not None:
+                scanner.feed(body)
+        finally:
+            if scanner is not None:
+                record.usage = scanner.finish()
+                record.scan_complete = scanner.complete
+        out = ex.translation.whole(response.status, body)
+        headers += [(b"content-type", b"application/json"),
+                    (b"content-length", str(len(out)).encode())]
+        deadline.wait_client()
+        await client.send_head(response.status, headers, response.reason, out)
+        ex.completed = True
+        await client.send_end()
+        record.bytes_out = len(out)
+
+    async def _translate_stream(
+        self, client: ClientConnection, ex: Exchange, record: UsageRecord,
+        response: UpstreamResponse, deadline: _Deadline, headers: hdr.Headers,
+        scanner: UsageScanner | None,
+    ) -> None:
+        assert ex.translation is not None
+        translator = ex.translation.stream()
+        ex.can_append_event = True  # the client's stream is framed by chunks, uncompressed
+        headers.append((b"content-type", b"text/event-stream; charset=utf-8"))
+        deadline.wait_client()
+        await client.send_head(response.status, headers, response.reason)
+        while True:
+            deadline.wait_upstream()
+            chunk = await response.receive_some()
+            out = translator.feed(chunk) if chunk else translator.close()
+            if out:
+                record.bytes_out += len(out)
+                deadline.wait_client()
+                await client.send_data(out)
+            if not chunk:
+                break
+            if scanner is not None:
+                scanner.feed(chunk)
+        if not (translator.finished or translator.errored):
+            raise UpstreamError("upstream ended the event stream before its last event")
+        ex.completed = True
+        await client.send_end()
+
+    async def _read_whole(self, response: UpstreamResponse, deadline: _Deadline) -> bytes:
+        """The whole response body, for translating it (capped at JSON_BODY_CAP)."""
+        parts: list[bytes] = []
+        size = 0
+        while True:
+            deadline.wait_upstream()
+            chunk = await response.receive_some()
+            if not chunk:
+                return b"".join(parts)
+            size += len(chunk)
+            if size > JSON_BODY_CAP:
+                raise UpstreamError(
+                    f"upstream response is over {JSON_BODY_CAP} bytes; too large to translate"
+                )
+            parts.append(chunk)
 
     async def _end_stream_with_error(
         self, client: ClientConnection, ex: Exchange, record: UsageRecord, exc: ProxyError
