@@ -389,7 +389,11 @@ def test_format_size(size: int, text: object) -> None:
          "config.toml:routes[0].flavour: 'openai' contradicts translate ="
          " 'anthropic-to-openai'; leave flavour out"),
         ({"routes": [{"prefix": "/", "upstream": "http://x", "models": {"a": "b"}}]},
-         "config.toml:routes[0].models: a model map needs translate on the same route"),
+         "config.toml:routes[0].models: needs translate on the same route"),
+        ({"routes": [{"prefix": "/", "upstream": "http://x", "translate": "anthropic-to-openai",
+                      "max_tokens_field": "max_new_tokens"}]},
+         "config.toml:routes[0].max_tokens_field: expected one of 'max_tokens',"
+         " 'max_completion_tokens', got 'max_new_tokens'; did you mean 'max_tokens'?"),
         ({"routes": [{"prefix": "/", "upstream": "http://x", "translate": "openai-to-anthropic",
                       "models": {"gpt-4o": 4}}]},
          "config.toml:routes[0].models: 'gpt-4o': expected an upstream model name string,"

@@ -127,3 +127,12 @@ def test_upstream_errors_are_reshaped_and_unreadable_success_is_a_502() -> None:
                      "error": {"type": "rate_limit_error", "message": "slow down"}}
     with pytest.raises(UpstreamFormatError):
         plan.response.whole(200, b"<html>")
+
+
+def test_max_tokens_field_follows_the_route() -> None:
+    route = Route("/o", "https://api.openai.com", translate="anthropic-to-openai",
+                  max_tokens_field="max_completion_tokens")
+    plan = plan_translation(route, b"POST", "/v1/messages", [], body_of(MESSAGES))
+    sent = json.loads(plan.body)
+    assert sent["max_completion_tokens"] == 64
+    assert "max_tokens" not in sent

@@ -25,6 +25,7 @@ TRANSPORTS = ("h11", "httpx")
 FLAVOURS = ("anthropic", "openai", "auto")
 # translate = "<what clients speak>-to-<what the upstream speaks>"
 TRANSLATIONS = ("anthropic-to-openai", "openai-to-anthropic")
+MAX_TOKENS_FIELDS = ("max_tokens", "max_completion_tokens")
 DEFAULT_PORTS = {"http": 80, "https": 443}
 
 
@@ -108,6 +109,9 @@ class Route:
     transport: str | None = None
     translate: str | None = None  # one of TRANSLATIONS
     models: tuple[tuple[str, str], ...] = ()  # client model name -> upstream model name
+    # anthropic-to-openai: the OpenAI field that carries max_tokens (OpenAI's reasoning
+    # models take only max_completion_tokens; most other servers only max_tokens).
+    max_tokens_field: str = "max_tokens"
     scheme: str = field(init=False, repr=False, compare=False)
     host: str = field(init=False, repr=False, compare=False)
     port: int = field(init=False, repr=False, compare=False)
@@ -120,6 +124,7 @@ class Route:
             prefix = _route_prefix(self.prefix)
             scheme, host, port, base_path, host_header = parse_upstream_url(self.upstream)
             _choice(FLAVOURS)(self.flavour)
+            _choice(MAX_TOKENS_FIELDS)(self.max_tokens_field)
             if self.transport is not None:
                 _choice(TRANSPORTS)(self.transport)
             flavour = self.flavour
@@ -500,6 +505,7 @@ _ROUTE_KEYS: dict[str, Check] = {
     "transport": _choice(TRANSPORTS),
     "translate": _choice(TRANSLATIONS),
     "models": _models,
+    "max_tokens_field": _choice(MAX_TOKENS_FIELDS),
 }
 _ROUTE_REQUIRED = {
     "prefix": "a path such as '/openai'",
@@ -586,10 +592,9 @@ class _Reader:
             for key, expected in _ROUTE_REQUIRED.items():
                 if key not in entry:
                     raise self.error(f"{where}.{key}", f"missing; expected {expected}")
-            if "models" in entry and "translate" not in entry:
-                raise self.error(
-                    f"{where}.models", "a model map needs translate on the same route"
-                )
+            for key in ("models", "max_tokens_field"):
+                if key in entry and "translate" not in entry:
+                    raise self.error(f"{where}.{key}", "needs translate on the same route")
             translate, flavour = entry.get("translate"), entry.get("flavour", "auto")
             if translate is not None and flavour not in ("auto", translate.partition("-to-")[0]):
                 raise self.error(
@@ -601,6 +606,7 @@ class _Reader:
                     entry["prefix"], entry["upstream"], entry.get("flavour", "auto"),
                     entry.get("transport"), entry.get("translate"),
                     _models(entry.get("models", {})),
+                    entry.get("max_tokens_field", "max_tokens"),
                 )
             except ValueError as exc:
                 raise self.error(where, str(exc).partition(": ")[2] or str(exc)) from None

@@ -167,7 +167,9 @@ def plan_translation(
         model = request.get("model") if isinstance(request.get("model"), str) else ""
         translated: Translated
         if client == "anthropic":
-            translated = anthropic_to_openai_request(request, route.model_map)
+            translated = anthropic_to_openai_request(
+                request, route.model_map, max_tokens_field=route.max_tokens_field
+            )
         else:
             translated = openai_to_anthropic_request(request, route.model_map)
             include_usage = wants_usage_chunk(request)

@@ -36,7 +36,8 @@ _REFUSED = "refused (400)"
 #: Anthropic request field -> what an OpenAI-compatible upstream gets.
 ANTHROPIC_REQUEST_FIELDS: dict[str, str] = {
     "model": "mapped: model, through the route's model map (unmapped names pass unchanged)",
-    "max_tokens": "mapped: max_tokens (or max_completion_tokens if the route says so)",
+    "max_tokens": "mapped: max_tokens, or max_completion_tokens when the route sets "
+    "max_tokens_field = \"max_completion_tokens\" (OpenAI's reasoning models need it)",
     "messages": "mapped: messages, one OpenAI message per turn except as noted for blocks; "
     "a final assistant turn (prefill) stays a trailing assistant message, which llama.cpp "
     "and Ollama continue and OpenAI answers with a new turn",
