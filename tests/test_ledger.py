@@ -32,7 +32,7 @@ import trio.testing
 
 from trioproxy import ledger as ledger_mod
 from trioproxy.ledger import SCHEMA_VERSION, Ledger
-from trioproxy.usage.record import Usage, UsageRecord
+from trioproxy.usage.record import RewriteRecord, Usage, UsageRecord
 
 P = ParamSpec("P")
 LOGGER = "trioproxy.ledger"
@@ -174,6 +174,10 @@ async def fill(tmp_path: Path, records: list[UsageRecord], **kw: Any) -> Ledger:
 @bounded()
 async def test_records_round_trip_every_column(tmp_path: Path) -> None:
     full = make_record(0)
+    assert full.usage is not None
+    full.usage.cache_write_5m_tokens, full.usage.cache_write_1h_tokens = 30, 10
+    full.rewrite = RewriteRecord("on", breakpoints_added=3, blocks_deduped=2, blocks_pruned=1,
+                                 bytes_removed=50_000, tokens_removed_estimate=12_500)
     bare = UsageRecord(ts=1_700_000_100.0, route="/openai", method="GET", path="/v1/models")
     failed = make_record(
         2,
@@ -211,6 +215,14 @@ async def test_records_round_trip_every_column(tmp_path: Path) -> None:
             "client_key_hash": "k_0123456789abcdef0123456789abcdef",
             "error": None,
             "scan_complete": 1,
+            "cache_write_5m_tokens": 30,
+            "cache_write_1h_tokens": 10,
+            "rewrite": "on",
+            "breakpoints_added": 3,
+            "blocks_deduped": 2,
+            "blocks_pruned": 1,
+            "bytes_removed": 50_000,
+            "tokens_removed_estimate": 12_500,
         },
         {
             "id": 2,
@@ -234,6 +246,14 @@ async def test_records_round_trip_every_column(tmp_path: Path) -> None:
             "client_key_hash": None,
             "error": None,
             "scan_complete": 1,
+            "cache_write_5m_tokens": None,
+            "cache_write_1h_tokens": None,
+            "rewrite": None,
+            "breakpoints_added": None,
+            "blocks_deduped": None,
+            "blocks_pruned": None,
+            "bytes_removed": None,
+            "tokens_removed_estimate": None,
         },
         {
             "id": 3,
@@ -258,6 +278,14 @@ async def test_records_round_trip_every_column(tmp_path: Path) -> None:
             # the upstream's in-body error fills the column when the proxy had none
             "error": "overloaded",
             "scan_complete": 0,
+            "cache_write_5m_tokens": None,
+            "cache_write_1h_tokens": None,
+            "rewrite": None,
+            "breakpoints_added": None,
+            "blocks_deduped": None,
+            "blocks_pruned": None,
+            "bytes_removed": None,
+            "tokens_removed_estimate": None,
         },
     ]
 
@@ -609,7 +637,7 @@ async def test_empty_file_is_migrated(tmp_path: Path) -> None:
     path = tmp_path / "ledger.db"
     path.write_bytes(b"")  # a v0 ledger: SQLite treats an empty file as an empty database
     await fill(tmp_path, [make_record(0)])
-    assert user_version(path) == SCHEMA_VERSION == 1
+    assert user_version(path) == SCHEMA_VERSION == 2
     conn = sqlite3.connect(path)
     try:
         assert conn.execute("PRAGMA journal_mode").fetchone() == ("wal",)
@@ -628,13 +656,13 @@ async def test_a_new_migration_is_one_more_step(
 ) -> None:
     path = tmp_path / "ledger.db"
     await fill(tmp_path, [make_record(0)])
-    assert user_version(path) == 1
+    assert user_version(path) == SCHEMA_VERSION
 
     steps = (*ledger_mod.MIGRATIONS, ("ALTER TABLE requests ADD COLUMN cost_usd REAL",))
     monkeypatch.setattr(ledger_mod, "MIGRATIONS", steps)
     monkeypatch.setattr(ledger_mod, "SCHEMA_VERSION", len(steps))
     await fill(tmp_path, [make_record(1)])
-    assert user_version(path) == 2
+    assert user_version(path) == SCHEMA_VERSION + 1
     rows = read_rows(path)
     assert [r["cost_usd"] for r in rows] == [None, None]
 
@@ -648,8 +676,8 @@ async def test_each_migration_step_is_one_transaction(
     monkeypatch.setattr(ledger_mod, "MIGRATIONS", steps)
     monkeypatch.setattr(ledger_mod, "SCHEMA_VERSION", len(steps))
     await check_unavailable(path, "syntax error", caplog)
-    # Step 1 committed; step 2 rolled back whole.
-    assert user_version(path) == 1
+    # The real steps committed; the broken last one rolled back whole.
+    assert user_version(path) == SCHEMA_VERSION
     conn = sqlite3.connect(path)
     try:
         names = {r[0] for r in conn.execute("SELECT name FROM sqlite_master")}
@@ -721,3 +749,27 @@ async def test_run_twice_is_an_error(tmp_path: Path) -> None:
     await ledger.run()
     with pytest.raises(RuntimeError, match="once"):
         await ledger.run()
+
+
+@bounded()
+async def test_a_version_1_ledger_gains_the_rewrite_and_cache_lifetime_columns(
+    tmp_path: Path
+) -> None:
+    path = tmp_path / "ledger.db"
+    conn = sqlite3.connect(path)
+    try:
+        for statement in ledger_mod.MIGRATIONS[0]:
+            conn.execute(statement)
+        conn.execute("INSERT INTO requests (ts, path, input_tokens) VALUES (1.0, '/old', 7)")
+        conn.execute("PRAGMA user_version = 1")
+        conn.commit()
+    finally:
+        conn.close()
+    full = make_record(0)
+    full.rewrite = RewriteRecord("dry-run", breakpoints_added=2)
+    await fill(tmp_path, [full])
+    assert user_version(path) == 2
+    old, new = read_rows(path)
+    assert (old["path"], old["input_tokens"], old["rewrite"], old["breakpoints_added"]) == (
+        "/old", 7, None, None)
+    assert (new["rewrite"], new["breakpoints_added"], new["blocks_deduped"]) == ("dry-run", 2, 0)

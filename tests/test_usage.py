@@ -84,6 +84,8 @@ ANTHROPIC_MESSAGE_USAGE = Usage(
     output_tokens=503,
     cache_read_tokens=10240,
     cache_write_tokens=2051,
+    cache_write_5m_tokens=2051,
+    cache_write_1h_tokens=0,
     stop_reason="end_turn",
 )
 
@@ -110,6 +112,9 @@ def anthropic_stream(delta_usage: dict[str, Any] | None = None, tail: bool = Tru
                 "input_tokens": 472,
                 "cache_creation_input_tokens": 1200,
                 "cache_read_input_tokens": 3300,
+                "cache_creation": {
+                    "ephemeral_5m_input_tokens": 200, "ephemeral_1h_input_tokens": 1000,
+                },
                 "output_tokens": 2,
             },
         },
@@ -150,6 +155,8 @@ ANTHROPIC_STREAM_USAGE = Usage(
     output_tokens=15,
     cache_read_tokens=3300,
     cache_write_tokens=1200,
+    cache_write_5m_tokens=200,
+    cache_write_1h_tokens=1000,
     stop_reason="max_tokens",
 )
 

@@ -64,15 +64,28 @@ MIGRATIONS: tuple[tuple[str, ...], ...] = (
         "CREATE INDEX requests_model ON requests (model)",
         "CREATE TABLE meta (key TEXT PRIMARY KEY, value TEXT)",
     ),
+    # 2: cache writes by lifetime, and what the optimize layer did (issue 5).
+    (
+        "ALTER TABLE requests ADD COLUMN cache_write_5m_tokens INTEGER",
+        "ALTER TABLE requests ADD COLUMN cache_write_1h_tokens INTEGER",
+        "ALTER TABLE requests ADD COLUMN rewrite TEXT",  # NULL, 'on' or 'dry-run'
+        "ALTER TABLE requests ADD COLUMN breakpoints_added INTEGER",
+        "ALTER TABLE requests ADD COLUMN blocks_deduped INTEGER",
+        "ALTER TABLE requests ADD COLUMN blocks_pruned INTEGER",
+        "ALTER TABLE requests ADD COLUMN bytes_removed INTEGER",
+        "ALTER TABLE requests ADD COLUMN tokens_removed_estimate INTEGER",
+    ),
 )
 SCHEMA_VERSION = len(MIGRATIONS)
 
 _COLUMNS = (
     "ts, route, method, path, status, model, stream, input_tokens, output_tokens,"
     " cache_read_tokens, cache_write_tokens, stop_reason, ttfb_ms, duration_ms,"
-    " bytes_in, bytes_out, outcome, client_key_hash, error, scan_complete"
+    " bytes_in, bytes_out, outcome, client_key_hash, error, scan_complete,"
+    " cache_write_5m_tokens, cache_write_1h_tokens, rewrite, breakpoints_added,"
+    " blocks_deduped, blocks_pruned, bytes_removed, tokens_removed_estimate"
 )
-_INSERT = f"INSERT INTO requests ({_COLUMNS}) VALUES ({', '.join('?' * 20)})"
+_INSERT = f"INSERT INTO requests ({_COLUMNS}) VALUES ({', '.join('?' * 28)})"
 
 _SALT_BYTES = 16
 # How long a write waits for another process's lock (e.g. a `trioproxy usage`
@@ -398,6 +411,7 @@ def _rollback(conn: sqlite3.Connection) -> None:
 def _row(rec: UsageRecord) -> tuple[Any, ...]:
     """The `requests` columns for one record, in _COLUMNS order."""
     u = rec.usage
+    rw = rec.rewrite
     # One error column: the proxy's own error if any, else the one upstream put in the body.
     error = rec.error if rec.error is not None else (u.error if u is not None else None)
     return (
@@ -421,4 +435,13 @@ def _row(rec: UsageRecord) -> tuple[Any, ...]:
         rec.client_key_hash,
         error,
         int(rec.scan_complete),
+        u.cache_write_5m_tokens if u is not None else None,
+        u.cache_write_1h_tokens if u is not None else None,
+        *(_NO_REWRITE if rw is None else (
+            rw.mode, rw.breakpoints_added, rw.blocks_deduped, rw.blocks_pruned,
+            rw.bytes_removed, rw.tokens_removed_estimate,
+        )),
     )
+
+
+_NO_REWRITE = (None,) * 6

@@ -2,7 +2,8 @@
 
 Field names follow the Messages API reference: a Message object carries `model`,
 `stop_reason` and `usage` {input_tokens, output_tokens, cache_read_input_tokens,
-cache_creation_input_tokens}; a stream carries the same in `message_start` and
+cache_creation_input_tokens, cache_creation {ephemeral_5m_input_tokens,
+ephemeral_1h_input_tokens}}; a stream carries the same in `message_start` and
 `message_delta` events. Errors are {"type": "error", "error": {"type", "message"}}.
 """
 
@@ -87,6 +88,11 @@ def _read_counts(counts: JSONObject, usage: Usage) -> None:
         usage.cache_read_tokens = n
     if (n := get_int(counts, "cache_creation_input_tokens")) is not None:
         usage.cache_write_tokens = n
+    creation = get_dict(counts, "cache_creation")
+    if (n := get_int(creation, "ephemeral_5m_input_tokens")) is not None:
+        usage.cache_write_5m_tokens = n
+    if (n := get_int(creation, "ephemeral_1h_input_tokens")) is not None:
+        usage.cache_write_1h_tokens = n
 
 
 def _error(body: JSONObject) -> str:

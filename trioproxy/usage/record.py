@@ -21,6 +21,10 @@ class Usage:
     output_tokens: int | None = None
     cache_read_tokens: int | None = None
     cache_write_tokens: int | None = None
+    # Anthropic splits cache writes by lifetime (usage.cache_creation.ephemeral_5m_ /
+    # ephemeral_1h_input_tokens); they are priced differently.
+    cache_write_5m_tokens: int | None = None
+    cache_write_1h_tokens: int | None = None
     stop_reason: str | None = None
     # An error the upstream reported inside the body (error JSON or an SSE error event).
     error: str | None = None
@@ -46,3 +50,16 @@ class UsageRecord:
     error: str | None = None
     scan_complete: bool = True  # False if the usage scanner was detached or failed
     usage: Usage | None = None
+    rewrite: RewriteRecord | None = None  # set when the optimize layer looked at the request
+
+
+@dataclass(slots=True)
+class RewriteRecord:
+    """What the optimize layer did to (or, in dry-run mode, would have done to) a request."""
+
+    mode: str  # "on" (the rewritten body was sent) or "dry-run" (the original was sent)
+    breakpoints_added: int = 0
+    blocks_deduped: int = 0
+    blocks_pruned: int = 0
+    bytes_removed: int = 0
+    tokens_removed_estimate: int = 0
