@@ -380,6 +380,20 @@ def test_format_size(size: int, text: object) -> None:
          "config.toml:port: unknown top-level key; did you mean to put it in [server]?"),
         ({"route": [{"prefix": "/", "upstream": "http://x"}]},
          "config.toml:route: unknown key; did you mean 'routes'?"),
+        # the optimize layer
+        ({"routes": [{"prefix": "/", "upstream": "http://x", "optimize": {"mode": "yes"}}]},
+         "config.toml:routes[0].optimize.mode: expected one of 'off', 'dry-run', 'on',"
+         " got 'yes'"),
+        ({"routes": [{"prefix": "/", "upstream": "http://x", "optimize": {"ttl": "10m"}}]},
+         "config.toml:routes[0].optimize.ttl: expected one of '5m', '1h', got '10m'"),
+        ({"routes": [{"prefix": "/", "upstream": "http://x", "optimize": {"dedupe": True}}]},
+         "config.toml:routes[0].optimize.dedupe: unknown key; did you mean 'dedup'?"),
+        ({"routes": [{"prefix": "/", "upstream": "http://x", "optimize": "on"}]},
+         "config.toml:routes[0].optimize: expected a table written [routes.optimize], got 'on'"),
+        ({"routes": [{"prefix": "/", "upstream": "http://x", "flavour": "openai",
+                      "optimize": {"mode": "on"}}]},
+         "config.toml:routes[0].optimize.mode: 'on' needs an Anthropic route (flavour"
+         " 'anthropic' or 'auto', no translate): it rewrites POST /v1/messages bodies"),
         # translation routes
         ({"routes": [{"prefix": "/", "upstream": "http://x", "translate": "claude"}]},
          "config.toml:routes[0].translate: expected one of 'anthropic-to-openai',"
@@ -737,3 +751,15 @@ def test_translation_route_takes_its_flavour_and_model_map_from_translate() -> N
                                      "translate": "openai-to-anthropic"}]}).routes[0].flavour \
         == "openai"
 
+
+
+def test_optimize_table_is_read_with_sizes_and_defaults() -> None:
+    c = parse_config({"routes": [{
+        "prefix": "/", "upstream": "https://api.anthropic.com", "flavour": "anthropic",
+        "optimize": {"mode": "dry-run", "ttl": "1h", "prune": True, "prune_min_bytes": "16KiB"},
+    }]})
+    opt = c.routes[0].optimize
+    assert (opt.mode, opt.ttl, opt.prune, opt.prune_min_bytes) == ("dry-run", "1h", True, 16384)
+    assert (opt.breakpoints, opt.dedup, opt.dedup_min_bytes, opt.prune_after_turns) == (
+        True, True, 2048, 10)
+    assert default_config().routes[0].optimize.mode == "off"

@@ -26,6 +26,8 @@ FLAVOURS = ("anthropic", "openai", "auto")
 # translate = "<what clients speak>-to-<what the upstream speaks>"
 TRANSLATIONS = ("anthropic-to-openai", "openai-to-anthropic")
 MAX_TOKENS_FIELDS = ("max_tokens", "max_completion_tokens")
+OPTIMIZE_MODES = ("off", "dry-run", "on")
+CACHE_TTLS = ("5m", "1h")
 DEFAULT_PORTS = {"http": 80, "https": 443}
 
 
@@ -95,6 +97,24 @@ class LedgerConfig:
 
 
 @dataclass(frozen=True, slots=True)
+class OptimizeConfig:
+    """[routes.optimize]: rewrite Anthropic `POST /v1/messages` bodies to cost less.
+
+    "dry-run" computes the rewrite and records what it would have saved, but forwards
+    the body unchanged.
+    """
+
+    mode: str = "off"  # one of OPTIMIZE_MODES
+    breakpoints: bool = True  # add cache_control breakpoints where they pay
+    ttl: str = "5m"  # of the breakpoints added: one of CACHE_TTLS
+    dedup: bool = True  # repeated large blocks after the first become a short reference
+    dedup_min_bytes: int = 2048
+    prune: bool = False  # shorten old large tool results to a stub (opt-in)
+    prune_after_turns: int = 10
+    prune_min_bytes: int = 8192
+
+
+@dataclass(frozen=True, slots=True)
 class Route:
     """Requests under `prefix` go to `upstream`, a URL whose path becomes a base path.
 
@@ -112,6 +132,7 @@ class Route:
     # anthropic-to-openai: the OpenAI field that carries max_tokens (OpenAI's reasoning
     # models take only max_completion_tokens; most other servers only max_tokens).
     max_tokens_field: str = "max_tokens"
+    optimize: OptimizeConfig = field(default_factory=OptimizeConfig)
     scheme: str = field(init=False, repr=False, compare=False)
     host: str = field(init=False, repr=False, compare=False)
     port: int = field(init=False, repr=False, compare=False)
@@ -125,6 +146,13 @@ class Route:
             scheme, host, port, base_path, host_header = parse_upstream_url(self.upstream)
             _choice(FLAVOURS)(self.flavour)
             _choice(MAX_TOKENS_FIELDS)(self.max_tokens_field)
+            if self.optimize.mode != "off" and (
+                self.translate is not None or self.flavour == "openai"
+            ):
+                raise _Invalid(
+                    "optimize rewrites Anthropic requests: it needs a route with flavour"
+                    " 'anthropic' or 'auto' and no translate"
+                )
             if self.transport is not None:
                 _choice(TRANSPORTS)(self.transport)
             flavour = self.flavour
@@ -506,6 +534,17 @@ _ROUTE_KEYS: dict[str, Check] = {
     "translate": _choice(TRANSLATIONS),
     "models": _models,
     "max_tokens_field": _choice(MAX_TOKENS_FIELDS),
+    "optimize": lambda value: value,  # a table, read by _Reader.optimize
+}
+_OPTIMIZE_KEYS: dict[str, _Key] = {
+    "mode": _Key(_choice(OPTIMIZE_MODES)),
+    "breakpoints": _Key(_bool),
+    "ttl": _Key(_choice(CACHE_TTLS)),
+    "dedup": _Key(_bool),
+    "dedup_min_bytes": _SIZE,
+    "prune": _Key(_bool),
+    "prune_after_turns": _Key(_int(1)),
+    "prune_min_bytes": _SIZE,
 }
 _ROUTE_REQUIRED = {
     "prefix": "a path such as '/openai'",
@@ -561,6 +600,21 @@ class _Reader:
                 raise self.error(dotted, str(exc)) from None
         return cls(**values)
 
+    def optimize(self, table: Any, where: str) -> OptimizeConfig:
+        if not isinstance(table, dict):
+            problem = f"expected a table written [routes.optimize], got {_show(table)}"
+            raise self.error(where, problem)
+        values = {}
+        for key, value in table.items():
+            spec = _OPTIMIZE_KEYS.get(key)
+            if spec is None:
+                raise self.unknown(f"{where}.{key}", _OPTIMIZE_KEYS, "key")
+            try:
+                values[key] = spec.check(value)
+            except _Invalid as exc:
+                raise self.error(f"{where}.{key}", str(exc)) from None
+        return OptimizeConfig(**values)
+
     def routes(self, data: Mapping[str, Any]) -> tuple[Route, ...]:
         if "routes" not in data:
             return default_routes()
@@ -595,6 +649,15 @@ class _Reader:
             for key in ("models", "max_tokens_field"):
                 if key in entry and "translate" not in entry:
                     raise self.error(f"{where}.{key}", "needs translate on the same route")
+            optimize = self.optimize(entry.get("optimize", {}), f"{where}.optimize")
+            if optimize.mode != "off" and (
+                "translate" in entry or entry.get("flavour") == "openai"
+            ):
+                raise self.error(
+                    f"{where}.optimize.mode",
+                    f"{optimize.mode!r} needs an Anthropic route (flavour 'anthropic' or"
+                    " 'auto', no translate): it rewrites POST /v1/messages bodies",
+                )
             translate, flavour = entry.get("translate"), entry.get("flavour", "auto")
             if translate is not None and flavour not in ("auto", translate.partition("-to-")[0]):
                 raise self.error(
@@ -607,6 +670,7 @@ class _Reader:
                     entry.get("transport"), entry.get("translate"),
                     _models(entry.get("models", {})),
                     entry.get("max_tokens_field", "max_tokens"),
+                    optimize,
                 )
             except ValueError as exc:
                 raise self.error(where, str(exc).partition(": ")[2] or str(exc)) from None
