@@ -38,6 +38,31 @@ untouched (a bad value gets a 400 naming the header):
     ``Z_SYNC_FLUSH`` after each event so each event is its own decodable chunk.
 ``x-mock-close: 1``
     Send ``connection: close`` and close the connection after the response.
+``x-mock-tools: get_weather,get_time``
+    ``/v1/messages`` and ``/v1/chat/completions``: answer with a turn that calls these
+    tools, in this order (each must be declared in the request's ``tools``, else 400).
+    Tool call k gets the id ``tool_call_id(api, n, k)`` and the input ``TOOL_INPUTS[k %
+    len(TOOL_INPUTS)]``; the calls sent are recorded in ``Received.tool_calls``. Anthropic:
+    ``tool_use`` blocks, ``stop_reason: "tool_use"``; streamed, each block is a
+    ``content_block_start`` with ``input: {}``, an empty ``input_json_delta``, then the
+    input's JSON (``json.dumps`` spacing) in small fragments cut mid-key and mid-string.
+    OpenAI: ``message.tool_calls`` (arguments a compact JSON string), ``content: null``,
+    ``finish_reason: "tool_calls"``; streamed, one chunk per call with ``id``, ``type``,
+    ``name`` and ``arguments: ""``, then the arguments in fragments, one chunk each. With
+    ``x-mock-hold``, a tool stream without text holds after the first fragment.
+``x-mock-tools-text: 1``
+    With ``x-mock-tools``: the reply text (``OUTPUT_TEXT``) comes first, as a text block
+    or ``content``, before the tool calls.
+
+Like the real APIs, the mock refuses (400, the API's error shape and wording) a
+``/v1/messages`` request without ``max_tokens`` or ``messages`` (an empty list passes,
+unlike the API: tests use it for a bare stream), with a role other than user/assistant,
+an empty content (except a final assistant turn), a ``tool_result`` whose ``tool_use_id``
+is not a ``tool_use`` of the previous assistant turn, or a ``tool_use`` not answered in the
+next user turn (consecutive turns of one role count as one, as the API combines them);
+and a ``/v1/chat/completions`` request without ``messages``, with a ``tool`` message that
+does not answer a ``tool_calls`` id of the assistant message before its run of tool
+messages, or with a tool call left unanswered. ``count_tokens`` checks the messages only.
 
 The mock never waits on a thread or on real time (all its waits are trio's), so it runs
 under trio's autojump ``MockClock``: sleeps and holds cost no real time. (The official SDKs
@@ -54,6 +79,7 @@ import hashlib
 import http
 import itertools
 import json
+import re
 import ssl
 import struct
 import time
@@ -74,9 +100,12 @@ __all__ = [
     "OUTPUT_TEXT",
     "RESPONSES_USAGE",
     "RETRY_AFTER",
+    "TOOL_INPUTS",
     "MockUpstream",
     "Received",
+    "ToolCall",
     "embedding_vector",
+    "tool_call_id",
 ]
 
 # -- What the mock answers -------------------------------------------------------------
@@ -110,6 +139,19 @@ RESPONSES_USAGE: dict[str, int] = {
     "reasoning_tokens": 5,
 }
 EMBEDDINGS_USAGE: dict[str, int] = {"prompt_tokens": 9}
+#: The input of tool call k is TOOL_INPUTS[k % 3] (x-mock-tools). Nested objects and
+#: arrays, non-ASCII, an escaped quote, null, a boolean and numbers: what a fragment split
+#: can break.
+TOOL_INPUTS: tuple[dict[str, Any], ...] = (
+    {"city": "Paris", "unit": "celsius"},
+    {"timezone": "Europe/Paris", "formats": ["iso-8601", "unix"],
+     "options": {"precision": "seconds", "label": "heure d'été", "offsets": [0, 3600]}},
+    {"query": 'say "hi" — 世界 🎉', "limit": 3, "strict": True, "cursor": None,
+     "filters": [{"field": "tag", "values": ["a", "b"]}, {"field": "score", "min": 0.5}]},
+)
+# Fragment lengths (characters) of a streamed tool input, cycled: short and uneven, so the
+# cuts fall mid-key, mid-string and between a backslash and the quote it escapes.
+_FRAGMENT_SIZES = (2, 5, 1, 7, 3, 4)
 EMBEDDING_DIMENSIONS = 8
 #: Value of the ``retry-after`` header sent with 429 and 529.
 RETRY_AFTER = "7"
@@ -141,6 +183,9 @@ class Received:
     # The response body exactly as written, one item per chunk written (after gzip).
     sent: list[bytes] = dataclasses.field(default_factory=list)
 
+    # The tool calls the reply made (x-mock-tools), in order.
+    tool_calls: list[ToolCall] = dataclasses.field(default_factory=list)
+
     def header(self, name: str) -> str | None:
         """The first value of header `name` (any case), or None."""
         name = name.lower()
@@ -152,6 +197,23 @@ class Received:
     @property
     def path(self) -> str:
         return self.target.partition("?")[0]
+
+
+@dataclasses.dataclass(frozen=True)
+class ToolCall:
+    """One tool call the mock answered with (x-mock-tools)."""
+
+    id: str
+    name: str
+    input: dict[str, Any]
+
+
+def tool_call_id(api: str, n: int, k: int) -> str:
+    """The id of tool call `k` in the mock's `n`-th reply, in the shape `api` gives ids:
+    "anthropic" (toolu_01 + 22 characters) or "openai" (call_ + 24)."""
+    if api == "anthropic":
+        return f"toolu_01Mock{n:016d}{k:02d}"
+    return f"call_Mock{n:018d}{k:02d}"
 
 
 @dataclasses.dataclass(frozen=True)
@@ -175,6 +237,8 @@ class _Controls:
     gzip: bool = False
     close: bool = False
     usage: dict[str, int] = dataclasses.field(default_factory=dict)  # _Usage field -> n
+    tools: tuple[str, ...] = ()
+    tools_text: bool = False
 
     @classmethod
     def parse(cls, received: Received) -> _Controls:
@@ -206,6 +270,8 @@ class _Controls:
             gzip=get("x-mock-gzip", _flag, False),
             close=get("x-mock-close", _flag, False),
             usage=usage,
+            tools=get("x-mock-tools", _tool_names, ()),
+            tools_text=get("x-mock-tools-text", _flag, False),
         )
 
     def resolve_usage(self, default: _Usage) -> _Usage:
@@ -223,6 +289,16 @@ def _status(value: str) -> int:
     if not 200 <= status <= 599:
         raise ValueError(value)
     return status
+
+
+_TOOL_NAME = re.compile(r"[a-zA-Z0-9_-]{1,64}")  # what both APIs accept as a tool name
+
+
+def _tool_names(value: str) -> tuple[str, ...]:
+    names = tuple(name.strip() for name in value.split(","))
+    if not all(_TOOL_NAME.fullmatch(name) for name in names):
+        raise ValueError(value)
+    return names
 
 
 def _flag(value: str) -> bool:
@@ -390,6 +466,175 @@ def anthropic_stream(msg_id: str, model: str, usage: _Usage) -> tuple[list[bytes
     return frames, hold_after
 
 
+def _fragments(text: str) -> list[str]:
+    """`text` cut into short uneven pieces (_FRAGMENT_SIZES, cycled)."""
+    pieces: list[str] = []
+    sizes = itertools.cycle(_FRAGMENT_SIZES)
+    start = 0
+    while start < len(text):
+        size = next(sizes)
+        pieces.append(text[start:start + size])
+        start += size
+    return pieces
+
+
+def _anthropic_input_json(value: dict[str, Any]) -> str:
+    # The API streams tool input as the model writes it: `json.dumps` spacing.
+    return json.dumps(value, ensure_ascii=False)
+
+
+def anthropic_tool_message(msg_id: str, model: str, usage: _Usage, calls: list[ToolCall],
+                           text: bool) -> dict[str, Any]:
+    """A message whose turn calls `calls` (after the reply text if `text`)."""
+    content: list[dict[str, Any]] = [{"type": "text", "text": OUTPUT_TEXT}] if text else []
+    content += [{"type": "tool_use", "id": c.id, "name": c.name, "input": c.input}
+                for c in calls]
+    return {
+        "model": model,
+        "id": msg_id,
+        "type": "message",
+        "role": "assistant",
+        "content": content,
+        "stop_reason": "tool_use",
+        "stop_sequence": None,
+        "usage": _anthropic_usage(usage, usage.output),
+    }
+
+
+def anthropic_tool_stream(msg_id: str, model: str, usage: _Usage, calls: list[ToolCall],
+                          text: bool) -> tuple[list[bytes], int]:
+    """The SSE frames of a streamed tool-calling turn, and the index of the first text
+    delta (or, without text, of the first input fragment)."""
+    start = {
+        "model": model,
+        "id": msg_id,
+        "type": "message",
+        "role": "assistant",
+        "content": [],
+        "stop_reason": None,
+        "stop_sequence": None,
+        "usage": _anthropic_usage(usage, 1),
+    }
+    frames = [_sse({"type": "message_start", "message": start}, "message_start")]
+    hold_after = 0
+    index = 0
+
+    def block_start(block: dict[str, Any]) -> None:
+        frames.append(_sse({"type": "content_block_start", "index": index,
+                            "content_block": block}, "content_block_start"))
+        if index == 0:  # the API pings once, after the first block starts
+            frames.append(_sse({"type": "ping"}, "ping"))
+
+    def delta(value: dict[str, Any]) -> None:
+        frames.append(_sse({"type": "content_block_delta", "index": index, "delta": value},
+                           "content_block_delta"))
+
+    def block_stop() -> None:
+        frames.append(_sse({"type": "content_block_stop", "index": index},
+                           "content_block_stop"))
+
+    if text:
+        block_start({"type": "text", "text": ""})
+        hold_after = len(frames)
+        for piece in OUTPUT_DELTAS:
+            delta({"type": "text_delta", "text": piece})
+        block_stop()
+        index += 1
+    for call in calls:
+        block_start({"type": "tool_use", "id": call.id, "name": call.name, "input": {}})
+        delta({"type": "input_json_delta", "partial_json": ""})  # the API opens with one
+        if not hold_after:
+            hold_after = len(frames)
+        for piece in _fragments(_anthropic_input_json(call.input)):
+            delta({"type": "input_json_delta", "partial_json": piece})
+        block_stop()
+        index += 1
+    frames += [
+        _sse(
+            {
+                "type": "message_delta",
+                "delta": {"stop_reason": "tool_use", "stop_sequence": None},
+                "usage": {
+                    "input_tokens": usage.input,
+                    "cache_creation_input_tokens": usage.cache_write,
+                    "cache_read_input_tokens": usage.cache_read,
+                    "output_tokens": usage.output,
+                },
+            },
+            "message_delta",
+        ),
+        _sse({"type": "message_stop"}, "message_stop"),
+    ]
+    return frames, hold_after
+
+
+def anthropic_request_problem(request: dict[str, Any], *, needs_max_tokens: bool
+                              ) -> str | None:
+    """What the Messages API would refuse in `request` (its error message), or None.
+
+    The checks are the cheap, well-known ones; wording as the API answers.
+    """
+    if needs_max_tokens and "max_tokens" not in request:
+        return "max_tokens: Field required"
+    messages = request.get("messages")
+    if messages is None:
+        return "messages: Field required"
+    if not isinstance(messages, list):
+        return "messages: Input should be a valid list"
+    # An empty list passes (the API refuses it): tests use one for a bare stream.
+    for i, message in enumerate(messages):
+        if not isinstance(message, dict):
+            return f"messages.{i}: Input should be a valid dictionary"
+        if message.get("role") not in ("user", "assistant"):
+            return f"messages.{i}.role: Input should be 'user' or 'assistant'"
+        last_assistant = i == len(messages) - 1 and message["role"] == "assistant"
+        if not message.get("content") and not last_assistant:
+            return (f"messages.{i}: all messages must have non-empty content except for the "
+                    "optional final assistant message")
+    # Consecutive messages of one role are one turn (the API combines them).
+    turns: list[tuple[str, list[tuple[int, int, dict[str, Any]]]]] = []
+    for i, message in enumerate(messages):
+        content = message["content"]
+        blocks = [(i, j, b) for j, b in enumerate(content) if isinstance(b, dict)] \
+            if isinstance(content, list) else []
+        if turns and turns[-1][0] == message["role"]:
+            turns[-1][1].extend(blocks)
+        else:
+            turns.append((message["role"], blocks))
+    offered: list[str] = []  # tool_use ids of the previous assistant turn
+    offered_at = 0
+    for role, blocks in turns:
+        if role == "assistant":
+            offered = [b.get("id") for _, _, b in blocks if b.get("type") == "tool_use"]
+            offered_at = blocks[0][0] if blocks else 0
+            continue
+        answered = set()
+        for i, j, block in blocks:
+            if block.get("type") != "tool_result":
+                continue
+            if block.get("tool_use_id") not in offered:
+                return (f"messages.{i}.content.{j}: unexpected `tool_use_id` found in "
+                        f"`tool_result` blocks: {block.get('tool_use_id')}. Each `tool_result` "
+                        "block must have a corresponding `tool_use` block in the previous "
+                        "message.")
+            answered.add(block["tool_use_id"])
+        missing = [tool_id for tool_id in offered if tool_id not in answered]
+        if missing:
+            return (f"messages.{offered_at}: `tool_use` ids were found without `tool_result` "
+                    f"blocks immediately after: {', '.join(map(str, missing))}. Each "
+                    "`tool_use` block must have a corresponding `tool_result` block in the "
+                    "next message.")
+        offered = []
+    return None
+
+
+def _anthropic_tool_names(request: dict[str, Any]) -> set[str]:
+    tools = request.get("tools")
+    if not isinstance(tools, list):
+        return set()
+    return {t["name"] for t in tools if isinstance(t, dict) and isinstance(t.get("name"), str)}
+
+
 ANTHROPIC_MODELS: list[dict[str, Any]] = [
     {
         "type": "model",
@@ -428,7 +673,8 @@ _OPENAI_ERRORS: dict[int, tuple[str, str | None, str]] = {
 }
 
 
-def openai_error(status: int, message: str | None = None) -> dict[str, Any]:
+def openai_error(status: int, message: str | None = None, *, param: str | None = None,
+                 code: str | None = None) -> dict[str, Any]:
     default = ("invalid_request_error", None, "Invalid request.") if status < 500 else \
         ("server_error", None, "The server had an error while processing your request.")
     kind, default_code, default_message = _OPENAI_ERRORS.get(status, default)
@@ -436,8 +682,8 @@ def openai_error(status: int, message: str | None = None) -> dict[str, Any]:
         "error": {
             "message": message or default_message,
             "type": kind,
-            "param": None,
-            "code": default_code,
+            "param": param,
+            "code": code or default_code,
         }
     }
 
@@ -526,6 +772,132 @@ def chat_completion_stream(cmpl_id: str, created: int, model: str, usage: _Usage
         frames.append(chunk([], _chat_usage(usage)))
     frames.append(_sse("[DONE]"))
     return frames, hold_after
+
+
+def chat_tool_completion(cmpl_id: str, created: int, model: str, usage: _Usage,
+                         calls: list[ToolCall], text: bool) -> dict[str, Any]:
+    """A chat.completion whose message calls `calls` (content null unless `text`)."""
+    obj = chat_completion(cmpl_id, created, model, usage)
+    choice = obj["choices"][0]
+    choice["message"] = {
+        "role": "assistant",
+        "content": OUTPUT_TEXT if text else None,
+        "tool_calls": [
+            {"id": c.id, "type": "function",
+             "function": {"name": c.name, "arguments": _compact(c.input)}}
+            for c in calls
+        ],
+        "refusal": None,
+        "annotations": [],
+    }
+    choice["finish_reason"] = "tool_calls"
+    return obj
+
+
+def chat_tool_completion_stream(cmpl_id: str, created: int, model: str, usage: _Usage,
+                                request: dict[str, Any], calls: list[ToolCall], text: bool
+                                ) -> tuple[list[bytes], int]:
+    """The chunks of a streamed tool-calling turn, then `data: [DONE]`; and the index of
+    the first text delta (or, without text, of the first arguments fragment)."""
+    include_usage, obfuscate = _stream_options(request)
+
+    def chunk(choices: list[dict[str, Any]], usage_value: dict[str, Any] | None = None
+              ) -> bytes:
+        obj: dict[str, Any] = {
+            "id": cmpl_id,
+            "object": "chat.completion.chunk",
+            "created": created,
+            "model": model,
+            "service_tier": "default",
+            "system_fingerprint": _SYSTEM_FINGERPRINT,
+            "choices": choices,
+        }
+        if include_usage:
+            obj["usage"] = usage_value
+        if obfuscate:
+            obj["obfuscation"] = _OBFUSCATION
+        return _sse(obj)
+
+    def choice(delta: dict[str, Any], finish_reason: str | None = None) -> dict[str, Any]:
+        return {"index": 0, "delta": delta, "logprobs": None, "finish_reason": finish_reason}
+
+    frames = [chunk([choice({"role": "assistant", "content": "" if text else None,
+                             "refusal": None})])]
+    hold_after = 0
+    if text:
+        hold_after = len(frames)
+        frames += [chunk([choice({"content": delta})]) for delta in OUTPUT_DELTAS]
+    for k, call in enumerate(calls):
+        frames.append(chunk([choice({"tool_calls": [
+            {"index": k, "id": call.id, "type": "function",
+             "function": {"name": call.name, "arguments": ""}},
+        ]})]))
+        if not hold_after:
+            hold_after = len(frames)
+        frames += [
+            chunk([choice({"tool_calls": [{"index": k, "function": {"arguments": piece}}]})])
+            for piece in _fragments(_compact(call.input))
+        ]
+    frames.append(chunk([choice({}, "tool_calls")]))
+    if include_usage:
+        frames.append(chunk([], _chat_usage(usage)))
+    frames.append(_sse("[DONE]"))
+    return frames, hold_after
+
+
+def chat_request_problem(request: dict[str, Any]) -> tuple[str, str, str | None] | None:
+    """What Chat Completions would refuse in `request`: (message, param, code), or None."""
+    messages = request.get("messages")
+    if not isinstance(messages, list):
+        return "Missing required parameter: 'messages'.", "messages", "missing_required_parameter"
+    calls: list[Any] | None = None  # ids of the assistant message before this tool run
+    called_at = 0
+    answered: set[Any] = set()
+
+    def unanswered() -> tuple[str, str, None] | None:
+        missing = [c for c in calls or () if c not in answered]
+        if not missing:
+            return None
+        return ("An assistant message with 'tool_calls' must be followed by tool messages "
+                "responding to each 'tool_call_id'. The following tool_call_ids did not have "
+                f"response messages: {', '.join(map(str, missing))}",
+                f"messages.[{called_at}].role", None)
+
+    for i, message in enumerate(messages):
+        role = message.get("role") if isinstance(message, dict) else None
+        if role == "tool":
+            if calls is None:
+                return ("Invalid parameter: messages with role 'tool' must be a response to a "
+                        "preceeding message with 'tool_calls'.", f"messages.[{i}].role", None)
+            tool_call_id = message.get("tool_call_id")
+            if tool_call_id not in calls:
+                return (f"Invalid parameter: 'tool_call_id' of '{tool_call_id}' not found in "
+                        "'tool_calls' of previous message.", f"messages.[{i}].tool_call_id",
+                        None)
+            answered.add(tool_call_id)
+            continue
+        problem = unanswered()
+        if problem:
+            return problem
+        calls = None
+        tool_calls = message.get("tool_calls") if role == "assistant" else None
+        if isinstance(tool_calls, list) and tool_calls:
+            calls = [c.get("id") for c in tool_calls if isinstance(c, dict)]
+            called_at, answered = i, set()
+    return unanswered()
+
+
+def _openai_tool_names(request: dict[str, Any]) -> set[str]:
+    tools = request.get("tools")
+    if not isinstance(tools, list):
+        return set()
+    names = set()
+    for tool in tools:
+        function = tool.get("function") if isinstance(tool, dict) else None
+        if tool.get("type") == "function" and isinstance(function, dict) \
+                and isinstance(function.get("name"), str):
+            names.add(function["name"])
+    return names
 
 
 def _completion_usage(usage: _Usage) -> dict[str, int]:
@@ -1031,10 +1403,26 @@ class MockUpstream:
     def _messages(self, received: Received, controls: _Controls, n: int) -> _Reply:
         request = received.json
         assert isinstance(request, dict)
+        problem = anthropic_request_problem(request, needs_max_tokens=True)
+        if problem is not None:
+            return self._error(received, 400, n, problem)
         model = str(request.get("model") or _ANTHROPIC_MODEL)
         usage = controls.resolve_usage(_anthropic_default())
         msg_id = f"msg_01Mock{n:016d}"
         headers = _anthropic_headers(_anthropic_request_id(n))
+        if controls.tools:
+            undeclared = [t for t in controls.tools if t not in _anthropic_tool_names(request)]
+            if undeclared:
+                return self._error(received, 400, n, _undeclared(undeclared))
+            calls = _tool_calls("anthropic", n, controls.tools)
+            received.tool_calls = calls
+            if request.get("stream") is True:
+                frames, hold_after = anthropic_tool_stream(msg_id, model, usage, calls,
+                                                           controls.tools_text)
+                return _stream_reply(headers, frames, hold_after)
+            headers.append(("content-type", "application/json"))
+            obj = anthropic_tool_message(msg_id, model, usage, calls, controls.tools_text)
+            return _Reply(200, headers, body=_json_body(obj))
         if request.get("stream") is True:
             frames, hold_after = anthropic_stream(msg_id, model, usage)
             return _stream_reply(headers, frames, hold_after)
@@ -1042,6 +1430,10 @@ class MockUpstream:
         return _Reply(200, headers, body=_json_body(anthropic_message(msg_id, model, usage)))
 
     def _count_tokens(self, received: Received, controls: _Controls, n: int) -> _Reply:
+        assert isinstance(received.json, dict)
+        problem = anthropic_request_problem(received.json, needs_max_tokens=False)
+        if problem is not None:
+            return self._error(received, 400, n, problem)
         usage = controls.resolve_usage(_anthropic_default())
         headers = _anthropic_headers(_anthropic_request_id(n))
         headers.append(("content-type", "application/json"))
@@ -1069,11 +1461,30 @@ class MockUpstream:
     def _chat_completions(self, received: Received, controls: _Controls, n: int) -> _Reply:
         request = received.json
         assert isinstance(request, dict)
+        problem = chat_request_problem(request)
+        if problem is not None:
+            message, param, code = problem
+            return self._error_reply(received, 400, n,
+                                     openai_error(400, message, param=param, code=code))
         model = str(request.get("model") or _OPENAI_MODEL)
         usage = controls.resolve_usage(_openai_default())
         cmpl_id = f"chatcmpl-Mock{n:020d}"
         created = int(time.time())
         headers = _openai_headers(n)
+        if controls.tools:
+            undeclared = [t for t in controls.tools if t not in _openai_tool_names(request)]
+            if undeclared:
+                return self._error(received, 400, n, _undeclared(undeclared))
+            calls = _tool_calls("openai", n, controls.tools)
+            received.tool_calls = calls
+            if request.get("stream") is True:
+                frames, hold_after = chat_tool_completion_stream(
+                    cmpl_id, created, model, usage, request, calls, controls.tools_text)
+                return _stream_reply(headers, frames, hold_after)
+            headers.append(("content-type", "application/json"))
+            obj = chat_tool_completion(cmpl_id, created, model, usage, calls,
+                                       controls.tools_text)
+            return _Reply(200, headers, body=_json_body(obj, indent=2))
         if request.get("stream") is True:
             frames, hold_after = chat_completion_stream(cmpl_id, created, model, usage, request)
             return _stream_reply(headers, frames, hold_after)
@@ -1146,6 +1557,16 @@ def _responses_default() -> _Usage:
     u = RESPONSES_USAGE
     return _Usage(u["input_tokens"], u["output_tokens"], u["cached_tokens"],
                   u["cache_write_tokens"], u["reasoning_tokens"])
+
+
+def _tool_calls(api: str, n: int, names: tuple[str, ...]) -> list[ToolCall]:
+    return [ToolCall(tool_call_id(api, n, k), name, TOOL_INPUTS[k % len(TOOL_INPUTS)])
+            for k, name in enumerate(names)]
+
+
+def _undeclared(names: list[str]) -> str:
+    return (f"x-mock-tools names tools the request does not declare in `tools`: "
+            f"{', '.join(names)}")
 
 
 def _is_anthropic(received: Received) -> bool:

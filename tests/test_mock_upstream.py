@@ -43,8 +43,11 @@ from tests.mock_upstream import (
     OUTPUT_TEXT,
     RESPONSES_USAGE,
     RETRY_AFTER,
+    TOOL_INPUTS,
     MockUpstream,
+    ToolCall,
     embedding_vector,
+    tool_call_id,
 )
 
 TIMEOUT = 10
@@ -787,3 +790,253 @@ async def test_pipelined_request_survives_a_waiting_response(
     assert all(r.completed for r in mock.requests)
     assert not mock.disconnect_seen.is_set()
     assert replies.count(OUTPUT_TEXT.encode()) == 2
+
+
+# -- Tool calls (x-mock-tools) and request validation ----------------------------------
+
+ANTHROPIC_TOOLS = [
+    {"name": "get_weather", "description": "Weather in a city",
+     "input_schema": {"type": "object", "properties": {"city": {"type": "string"}}}},
+    {"name": "get_time", "input_schema": {"type": "object"}},
+]
+OPENAI_TOOLS = [
+    {"type": "function", "function": {"name": t["name"], "parameters": t["input_schema"]}}
+    for t in ANTHROPIC_TOOLS
+]
+TWO_TOOLS = {"x-mock-tools": "get_weather,get_time"}
+
+
+def fragments_per_block(frames: list[bytes]) -> dict[int, list[str]]:
+    """Anthropic input_json_delta fragments per content block index, from raw frames."""
+    pieces: dict[int, list[str]] = {}
+    for frame in frames:
+        match = NAMED_FRAME.fullmatch(frame)
+        assert match, frame
+        event = json.loads(match[2])
+        if event["type"] == "content_block_delta" and \
+                event["delta"]["type"] == "input_json_delta":
+            pieces.setdefault(event["index"], []).append(event["delta"]["partial_json"])
+    return pieces
+
+
+async def test_anthropic_tool_calls(mock: MockUpstream) -> None:
+    args = {**ANTHROPIC_ARGS, "tools": ANTHROPIC_TOOLS}
+    with trio.fail_after(TIMEOUT):
+        async with anthropic_client(mock) as client:
+            plain = await client.messages.create(**args, extra_headers=TWO_TOOLS)
+            async with client.messages.stream(
+                    **args, extra_headers={**TWO_TOOLS, "x-mock-tools-text": "1"}) as stream:
+                streamed = await stream.get_final_message()
+    assert plain.stop_reason == streamed.stop_reason == "tool_use"
+    assert [b.type for b in plain.content] == ["tool_use", "tool_use"]
+    assert [b.type for b in streamed.content] == ["text", "tool_use", "tool_use"]
+    assert streamed.content[0].text == OUTPUT_TEXT
+    for n, message in ((1, plain), (2, streamed)):
+        blocks = [b for b in message.content if b.type == "tool_use"]
+        assert [(b.id, b.name, b.input) for b in blocks] == [
+            (f"toolu_01Mock{n:016d}00", "get_weather", {"city": "Paris", "unit": "celsius"}),
+            (tool_call_id("anthropic", n, 1), "get_time", TOOL_INPUTS[1]),
+        ]
+        assert mock.requests[n - 1].tool_calls == [
+            ToolCall(b.id, b.name, b.input) for b in blocks]
+    assert streamed.usage.output_tokens == ANTHROPIC_USAGE["output_tokens"]
+
+
+async def test_anthropic_tool_stream_wire(mock: MockUpstream) -> None:
+    body = {**ANTHROPIC_ARGS, "stream": True, "tools": ANTHROPIC_TOOLS}
+    with trio.fail_after(TIMEOUT):
+        async with httpx.AsyncClient() as client:
+            async with client.stream("POST", mock.url + "/v1/messages", json=body,
+                                     headers={"x-mock-tools": "get_time,get_weather,get_time"}
+                                     ) as response:
+                frames = await raw_frames(response)
+    kinds = [NAMED_FRAME.fullmatch(f)[1].decode() for f in frames]
+    assert kinds[:3] == ["message_start", "content_block_start", "ping"]
+    assert kinds[-2:] == ["message_delta", "message_stop"]
+    assert kinds.count("content_block_start") == kinds.count("content_block_stop") == 3
+    start = json.loads(NAMED_FRAME.fullmatch(frames[1])[2])
+    assert start["content_block"] == {"type": "tool_use", "id": tool_call_id("anthropic", 1, 0),
+                                      "name": "get_time", "input": {}}
+    pieces = fragments_per_block(frames)
+    for index, expected in enumerate([TOOL_INPUTS[0], TOOL_INPUTS[1], TOOL_INPUTS[2]]):
+        assert pieces[index][0] == ""  # the API opens each tool block with an empty delta
+        assert len(pieces[index]) > 4
+        assert "".join(pieces[index]) == json.dumps(expected, ensure_ascii=False)
+        assert json.loads("".join(pieces[index])) == expected
+    # Cut mid-key: no fragment after the empty one is a whole JSON token sequence.
+    assert pieces[0][1:3] == ['{"', "city\""]
+    delta = json.loads(NAMED_FRAME.fullmatch(frames[-2])[2])
+    assert delta["delta"]["stop_reason"] == "tool_use"
+
+
+async def test_openai_tool_calls(mock: MockUpstream) -> None:
+    args = {**CHAT_ARGS, "tools": OPENAI_TOOLS}
+    with trio.fail_after(TIMEOUT):
+        async with openai_client(mock) as client:
+            plain = await client.chat.completions.create(**args, extra_headers=TWO_TOOLS)
+            stream = await client.chat.completions.create(
+                **args, stream=True, stream_options={"include_usage": True},
+                extra_headers={**TWO_TOOLS, "x-mock-tools-text": "1"})
+            chunks = [chunk async for chunk in stream]
+    [choice] = plain.choices
+    assert choice.finish_reason == "tool_calls"
+    assert choice.message.content is None
+    calls = choice.message.tool_calls or []
+    assert [(c.id, c.type, c.function.name, json.loads(c.function.arguments))
+            for c in calls] == [
+        (f"call_Mock{1:018d}00", "function", "get_weather", TOOL_INPUTS[0]),
+        (tool_call_id("openai", 1, 1), "function", "get_time", TOOL_INPUTS[1]),
+    ]
+    assert calls[0].function.arguments == '{"city":"Paris","unit":"celsius"}'  # compact
+    # The stream: role, text, then per call one head chunk and several fragments.
+    text = "".join(c.choices[0].delta.content or "" for c in chunks if c.choices)
+    assert text == OUTPUT_TEXT
+    heads: list[tuple[int, str | None, str | None]] = []
+    arguments: dict[int, str] = {}
+    fragments: dict[int, int] = {}
+    for chunk in chunks:
+        for call in (chunk.choices[0].delta.tool_calls or []) if chunk.choices else []:
+            if call.id is not None:
+                heads.append((call.index, call.id, call.function.name))
+                assert call.function.arguments == ""
+            else:
+                fragments[call.index] = fragments.get(call.index, 0) + 1
+            arguments[call.index] = arguments.get(call.index, "") + call.function.arguments
+    assert heads == [(0, tool_call_id("openai", 2, 0), "get_weather"),
+                     (1, tool_call_id("openai", 2, 1), "get_time")]
+    assert [json.loads(arguments[i]) for i in (0, 1)] == [TOOL_INPUTS[0], TOOL_INPUTS[1]]
+    assert fragments[0] > 4
+    assert fragments[1] > 4
+    assert chunks[-2].choices[0].finish_reason == "tool_calls"
+    assert chunks[-1].choices == []
+    assert chunks[-1].usage is not None
+    check_chat_usage(chunks[-1].usage)
+    assert [c.id for c in mock.requests[1].tool_calls] == [h[1] for h in heads]
+
+
+async def test_tools_must_be_declared(mock: MockUpstream) -> None:
+    with trio.fail_after(TIMEOUT):
+        async with httpx.AsyncClient(base_url=mock.url) as client:
+            anthropic_reply = await client.post(
+                "/v1/messages", json={**ANTHROPIC_ARGS, "tools": ANTHROPIC_TOOLS[:1]},
+                headers=TWO_TOOLS)
+            openai_reply = await client.post("/v1/chat/completions", json=CHAT_ARGS,
+                                             headers=TWO_TOOLS)
+            bad_name = await client.post("/v1/chat/completions", json=CHAT_ARGS,
+                                         headers={"x-mock-tools": "get weather"})
+    assert anthropic_reply.status_code == openai_reply.status_code == bad_name.status_code == 400
+    assert anthropic_reply.json()["error"] == {
+        "type": "invalid_request_error",
+        "message": "x-mock-tools names tools the request does not declare in `tools`: get_time"}
+    assert openai_reply.json()["error"]["message"].endswith(": get_weather, get_time")
+    assert "x-mock-tools" in bad_name.json()["error"]["message"]
+    assert [r.tool_calls for r in mock.requests] == [[], [], []]
+
+
+def tool_turns(first_id: str, second_id: str) -> list[dict[str, Any]]:
+    """An Anthropic conversation: a user turn, two tool calls, their two results."""
+    return [
+        {"role": "user", "content": "Weather and time in Paris?"},
+        {"role": "assistant", "content": [
+            {"type": "tool_use", "id": "toolu_01A", "name": "get_weather", "input": {}},
+            {"type": "tool_use", "id": "toolu_01B", "name": "get_time", "input": {}},
+        ]},
+        {"role": "user", "content": [
+            {"type": "tool_result", "tool_use_id": first_id, "content": "18 C"},
+            {"type": "tool_result", "tool_use_id": second_id, "content": "12:00"},
+        ]},
+    ]
+
+
+@pytest.mark.parametrize(
+    ("body", "message"),
+    [
+        ({"model": "m", "messages": [{"role": "user", "content": "Hi"}]},
+         "max_tokens: Field required"),
+        ({"model": "m", "max_tokens": 5}, "messages: Field required"),
+        ({"model": "m", "max_tokens": 5, "messages": [{"role": "system", "content": "x"}]},
+         "messages.0.role: Input should be 'user' or 'assistant'"),
+        ({"model": "m", "max_tokens": 5, "messages": [{"role": "user", "content": []}]},
+         "messages.0: all messages must have non-empty content except for the optional "
+         "final assistant message"),
+        ({"model": "m", "max_tokens": 5, "messages": tool_turns("toolu_01A", "toolu_01X")},
+         "messages.2.content.1: unexpected `tool_use_id` found in `tool_result` blocks: "
+         "toolu_01X. Each `tool_result` block must have a corresponding `tool_use` block in "
+         "the previous message."),
+        ({"model": "m", "max_tokens": 5,
+          "messages": [*tool_turns("toolu_01A", "toolu_01B")[:2],
+                       {"role": "user", "content": "never mind"}]},
+         "messages.1: `tool_use` ids were found without `tool_result` blocks immediately "
+         "after: toolu_01A, toolu_01B. Each `tool_use` block must have a corresponding "
+         "`tool_result` block in the next message."),
+    ],
+    ids=["max_tokens", "messages", "role", "empty", "unknown-result", "unanswered"],
+)
+async def test_anthropic_requests_are_validated(mock: MockUpstream, body: dict[str, Any],
+                                                message: str) -> None:
+    # Over httpx: the SDK itself refuses a call without max_tokens or messages.
+    with trio.fail_after(TIMEOUT):
+        async with httpx.AsyncClient(base_url=mock.url) as client:
+            response = await client.post("/v1/messages", json={**body, "stream": True})
+    assert response.status_code == 400
+    assert response.json() == {
+        "type": "error", "error": {"type": "invalid_request_error", "message": message},
+        "request_id": response.headers["request-id"],
+    }
+
+
+async def test_anthropic_valid_tool_turns_pass(mock: MockUpstream) -> None:
+    turns = tool_turns("toolu_01B", "toolu_01A")  # any order
+    # Consecutive user turns count as one turn, as the API combines them.
+    turns[2:] = [{"role": "user", "content": [turns[2]["content"][0]]},
+                 {"role": "user", "content": [turns[2]["content"][1],
+                                              {"type": "text", "text": "thanks"}]}]
+    with trio.fail_after(TIMEOUT):
+        async with anthropic_client(mock) as client:
+            message = await client.messages.create(model="m", max_tokens=5, messages=turns)
+            count = await client.messages.count_tokens(model="m", messages=turns)
+    assert message.content[0].type == "text"
+    assert count.input_tokens == ANTHROPIC_USAGE["input_tokens"]
+
+
+def chat_tool_turns(*answers: str) -> list[dict[str, Any]]:
+    call = {"type": "function", "function": {"name": "get_weather", "arguments": "{}"}}
+    return [
+        {"role": "user", "content": "Weather?"},
+        {"role": "assistant", "content": None,
+         "tool_calls": [{**call, "id": "call_A"}, {**call, "id": "call_B"}]},
+        *({"role": "tool", "tool_call_id": answer, "content": "18 C"} for answer in answers),
+    ]
+
+
+@pytest.mark.parametrize(
+    ("messages", "message", "param"),
+    [
+        (chat_tool_turns("call_B", "call_A")[2:],
+         "Invalid parameter: messages with role 'tool' must be a response to a preceeding "
+         "message with 'tool_calls'.", "messages.[0].role"),
+        (chat_tool_turns("call_A", "call_X"),
+         "Invalid parameter: 'tool_call_id' of 'call_X' not found in 'tool_calls' of previous "
+         "message.", "messages.[3].tool_call_id"),
+        ([*chat_tool_turns("call_B"), {"role": "user", "content": "and?"}],
+         "An assistant message with 'tool_calls' must be followed by tool messages responding "
+         "to each 'tool_call_id'. The following tool_call_ids did not have response "
+         "messages: call_A", "messages.[1].role"),
+        (chat_tool_turns(),
+         "An assistant message with 'tool_calls' must be followed by tool messages responding "
+         "to each 'tool_call_id'. The following tool_call_ids did not have response "
+         "messages: call_A, call_B", "messages.[1].role"),
+    ],
+    ids=["orphan-tool", "unknown-id", "one-unanswered", "none-answered"],
+)
+async def test_openai_requests_are_validated(mock: MockUpstream, messages: list[Any],
+                                             message: str, param: str) -> None:
+    with trio.fail_after(TIMEOUT):
+        async with openai_client(mock) as client:
+            with pytest.raises(openai.BadRequestError) as info:
+                await client.chat.completions.create(model="gpt-4o", messages=messages)
+            ok = await client.chat.completions.create(
+                model="gpt-4o", messages=chat_tool_turns("call_B", "call_A"))
+    assert info.value.body == {"message": message, "type": "invalid_request_error",
+                               "param": param, "code": None}
+    assert ok.choices[0].message.content == OUTPUT_TEXT
