@@ -154,9 +154,10 @@ def test_reasoning_text_and_two_tool_calls() -> None:
         ("stop", 1),
         ("start", 2, "tool_use"), ("delta", 2, "input_json_delta"),
         ("delta", 2, "input_json_delta"),
-        # The second call arrived while the first block was open: it is held, then sent
-        # whole when the first closes.
-        ("stop", 2), ("start", 3, "tool_use"), ("delta", 3, "input_json_delta"), ("stop", 3),
+        # The second call starts once the first's arguments are a whole JSON object: the
+        # first block closes and the second streams fragment by fragment too.
+        ("stop", 2), ("start", 3, "tool_use"), ("delta", 3, "input_json_delta"),
+        ("delta", 3, "input_json_delta"), ("stop", 3),
         ("message_delta",), ("message_stop",),
     ]
     assert events[1]["content_block"] == {"type": "thinking", "thinking": "", "signature": ""}
@@ -166,12 +167,13 @@ def test_reasoning_text_and_two_tool_calls() -> None:
     assert [e["delta"]["partial_json"] for e in events[11:13]] == ['{"ci', 'ty": "Paris"}']
     assert events[14]["content_block"] == {"type": "tool_use", "id": "call_t",
                                            "name": "get_time", "input": {}}
-    assert events[15]["delta"] == {"type": "input_json_delta", "partial_json": '{"tz": "CET"}'}
+    assert [e["delta"]["partial_json"] for e in events[15:17]] == ['{"tz"', ': "CET"}']
     assert events[-2]["delta"] == {"stop_reason": "tool_use", "stop_sequence": None}
     assert events[-2]["usage"] == ANTHROPIC_FINAL_USAGE
 
 
 def test_interleaved_parallel_tool_calls_are_emitted_whole_in_index_order() -> None:
+    # Call 1 starts while call 0's arguments are still "" (not a whole object): held.
     frames = [
         chunk({"role": "assistant", "tool_calls": [call(0, "", "c0", "a")]}),
         chunk({"tool_calls": [call(1, '{"y"', "c1", "b"), call(0, '{"x"')]}),

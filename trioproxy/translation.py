@@ -10,7 +10,8 @@ Endpoints on an "anthropic-to-openai" route (clients speak Anthropic):
   POST .../messages/count_tokens  -> answered here with an estimate (no upstream call)
   GET  .../models                 -> GET .../models, the list translated
 On an "openai-to-anthropic" route: POST .../chat/completions -> POST .../messages and
-GET .../models likewise. Any other path gets a 404 in the client's shape.
+GET .../models likewise. Any other path gets a 404 in the client's shape. The query
+string belongs to the client's API (Claude Code sends `?beta=true`) and is not forwarded.
 """
 
 from __future__ import annotations

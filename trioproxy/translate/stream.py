@@ -91,16 +91,27 @@ class _Tool:
     id: str
     name: str
     held: list[str] = field(default_factory=list)  # argument fragments held back
+    sent: list[str] = field(default_factory=list)  # argument fragments already emitted
     deferred: bool = False
+
+    def complete(self) -> bool:
+        """The emitted arguments are a whole JSON object: no fragment can follow."""
+        try:
+            return isinstance(json.loads("".join(self.sent)), dict)
+        except ValueError:
+            return False
 
 
 class OpenAIToAnthropicStream:
     """OpenAI chat.completion.chunk SSE in, the Anthropic Messages event sequence out.
 
-    Blocks get indices in the order they start. Anthropic blocks cannot interleave, so
-    while a tool_use block is open, fragments of other tool calls and any text or
-    reasoning are held and emitted, each as one whole block, when the open one closes at
-    the finish_reason: tool calls in index order, then held text. `reasoning_content` /
+    Blocks get indices in the order they start. Anthropic blocks cannot interleave. When
+    the next tool call starts and the open one's arguments are already a whole JSON
+    object (servers send calls one after another), the open block is closed and the next
+    one streams too. Otherwise (OpenAI may interleave parallel calls) fragments of other
+    tool calls and any text or reasoning are held and emitted, each as one whole block,
+    when the open one closes at the finish_reason: tool calls in index order, then held
+    text. `reasoning_content` /
     `reasoning` deltas become a thinking block (with an empty signature, sent as the API
     sends one, in a signature_delta before the block stops). Usage arrives last in
     OpenAI streams, so message_start reports zeros and message_delta the real counts.
@@ -261,6 +272,11 @@ class OpenAIToAnthropicStream:
         if tool is None:
             tool = _Tool(key, self._tool_id(call.get("id"), key), str(function.get("name") or ""))
             self._tools[key] = tool
+            if (
+                self._open_tool is not None and not self._held_tools and not self._held_text
+                and self._open_tool.complete()
+            ):
+                self._close_open()
             if self._open == "tool":
                 tool.deferred = True
                 self._held_tools.append(tool)
@@ -269,6 +285,7 @@ class OpenAIToAnthropicStream:
                 self._open_block("tool", tool)
         if tool is self._open_tool:
             if arguments:
+                tool.sent.append(arguments)
                 self._block_delta("tool", arguments)
         elif tool.deferred:
             tool.held.append(arguments)
