@@ -13,6 +13,7 @@ from . import headers as hdr
 from .config import Config
 from .errors import NoRoute, ProxyError, error_body, flavour_for_path
 from .http1 import ClientConnection
+from .optimizing import applies, optimize_body, optimize_options
 from .relay import Exchange, Relay
 from .routes import RouteTable
 from .translation import DROPPED_HEADER, plan_translation
@@ -86,6 +87,10 @@ class Proxy:
         self.config = config
         self.routes = RouteTable(config.routes)
         self.relay = Relay(transports, config.upstream.transport, config.timeouts)
+        self._optimize = {
+            route: optimize_options(route.optimize)
+            for route in config.routes if route.optimize.mode != "off"
+        }
         self._record = record
         self._hash_key = hash_key
 
@@ -138,6 +143,10 @@ class Proxy:
                         ),
                     )
                 else:
+                    if applies(route.optimize, request.method, path):
+                        body, record.rewrite = optimize_body(
+                            route.optimize.mode, self._optimize[route], body
+                        )
                     has_body = body or request.method in (b"POST", b"PUT", b"PATCH")
                     exchange = Exchange(
                         route=route,
