@@ -22,10 +22,12 @@ from trioproxy.report import (
     ReportError,
     _connect_ro,
     format_json,
+    format_savings_table,
     format_table,
+    savings_summary,
     usage_summary,
 )
-from trioproxy.usage.record import Usage, UsageRecord
+from trioproxy.usage.record import RewriteRecord, Usage, UsageRecord
 
 DAY1 = 1_714_521_600.0  # 2024-05-01T00:00:00Z
 HOUR = 3600.0
@@ -334,3 +336,60 @@ async def test_format_json(ledger_path: Path) -> None:
         avg_ttfb_ms=pytest.approx(115.0),
     )
     assert json.loads(format_json([])) == {"rows": [], "total": metrics(0)}
+
+
+# -- savings of the optimize layer -------------------------------------------------------
+
+SONNET = "claude-sonnet-4-5-20250929"  # $3 per million input tokens
+SAVINGS_RECORDS = [
+    # The proxy added breakpoints: the cache hits are its measured saving.
+    rec(DAY1 + HOUR, usage=Usage(model=SONNET, input_tokens=1_000, cache_read_tokens=90_000,
+                                 cache_write_tokens=10_000, cache_write_5m_tokens=10_000,
+                                 cache_write_1h_tokens=0)),
+    # Rewritten (dedup) without adding breakpoints: only an estimate, from tokens removed.
+    rec(DAY1 + 2 * HOUR, usage=Usage(model=SONNET, input_tokens=500, cache_read_tokens=7_000)),
+    # Dry-run: nothing measured, what it would have removed is estimated.
+    rec(DAY1 + DAY, usage=Usage(model=SONNET, input_tokens=20_000)),
+    # Not looked at by the layer: not in the savings report at all.
+    rec(DAY1 + 3 * HOUR, usage=Usage(model=SONNET, input_tokens=1, cache_read_tokens=99_999)),
+    # A model without a known price: tokens counted, dollars unknown.
+    rec(DAY1 + 4 * HOUR, usage=Usage(model="llama-3", input_tokens=10, cache_read_tokens=100,
+                                     cache_write_tokens=50)),
+]
+SAVINGS_RECORDS[0].rewrite = RewriteRecord("on", breakpoints_added=3)
+SAVINGS_RECORDS[1].rewrite = RewriteRecord("on", blocks_deduped=2, bytes_removed=40_000,
+                                           tokens_removed_estimate=10_000)
+SAVINGS_RECORDS[2].rewrite = RewriteRecord("dry-run", breakpoints_added=2,
+                                           tokens_removed_estimate=4_000)
+SAVINGS_RECORDS[4].rewrite = RewriteRecord("on", breakpoints_added=1)
+
+
+async def test_savings_by_day_and_model_separate_measured_from_estimated(
+    tmp_path: Path,
+) -> None:
+    path = tmp_path / "ledger.db"
+    with trio.fail_after(10):
+        await write_ledger(path, SAVINGS_RECORDS)
+    rows = savings_summary(path)
+    assert [(r["day"], r["model"]) for r in rows] == [
+        ("2024-05-01", SONNET), ("2024-05-01", "llama-3"), ("2024-05-02", SONNET)]
+    first, unknown, dry = rows
+    assert (first["optimized"], first["dry_run"], first["cache_read_tokens"],
+            first["cache_write_5m_tokens"], first["removed_tokens"]) == (2, 0, 90_000, 10_000,
+                                                                         10_000)
+    # 90k reads save 0.9 x $3/M; 10k 5-minute writes cost 0.25 x $3/M more.
+    assert first["measured_usd"] == pytest.approx((90_000 * 0.9 - 10_000 * 0.25) * 3 / 1e6)
+    assert first["estimated_usd"] == pytest.approx(10_000 * 3 / 1e6)
+    assert first["dry_run_estimated_usd"] == 0
+    assert (unknown["cache_read_tokens"], unknown["measured_usd"]) == (100, None)
+    assert (dry["optimized"], dry["dry_run"], dry["dry_run_removed_tokens"]) == (0, 1, 4_000)
+    assert dry["measured_usd"] == 0
+    assert dry["dry_run_estimated_usd"] == pytest.approx(4_000 * 3 / 1e6)
+    by_model = savings_summary(path, group_by=("model",))
+    assert [(r["model"], r["optimized"], r["dry_run"]) for r in by_model] == [
+        (SONNET, 2, 1), ("llama-3", 1, 0)]
+    table = format_savings_table(rows)
+    assert "saved $ (measured)" in table
+    assert "0.2355" in table  # the measured dollars of the first row, as printed
+    with pytest.raises(ValueError, match="choose day, model"):
+        savings_summary(path, group_by=("route",))

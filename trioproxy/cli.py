@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import json
 import logging
 import os
 import signal
@@ -144,17 +145,31 @@ def cmd_check(args: argparse.Namespace) -> int:
 
 
 def cmd_usage(args: argparse.Namespace) -> int:
-    from .report import ReportError, format_json, format_table, usage_summary
+    from .report import (
+        ReportError,
+        format_json,
+        format_savings_table,
+        format_table,
+        savings_summary,
+        usage_summary,
+    )
 
     path = args.ledger or (load_config(args.config).ledger.path if args.config else None)
     path = path or default_config().ledger.path
     since = time.time() - args.days * 86400 if args.days else None
+    group_by = tuple(args.by.split(","))
     try:
-        rows = usage_summary(path, since=since, group_by=tuple(args.by.split(",")))
+        if args.savings:
+            rows = savings_summary(path, since=since, group_by=group_by)
+        else:
+            rows = usage_summary(path, since=since, group_by=group_by)
     except (ReportError, ValueError) as exc:
         print(f"trioproxy: {exc}", file=sys.stderr)
         return 1
-    print(format_json(rows) if args.format == "json" else format_table(rows))
+    if args.format == "json":
+        print(json.dumps({"rows": rows}, indent=2) if args.savings else format_json(rows))
+    else:
+        print(format_savings_table(rows) if args.savings else format_table(rows))
     return 0
 
 
@@ -188,6 +203,10 @@ def build_parser() -> argparse.ArgumentParser:
     usage.add_argument("--format", choices=["table", "json"], default="table")
     usage.add_argument("--by", default="day,model", help="group by: day,model,route,outcome")
     usage.add_argument("--days", type=float, help="only the last N days")
+    usage.add_argument(
+        "--savings", action="store_true",
+        help="what [routes.optimize] saved (by day and/or model): measured and estimated",
+    )
     usage.set_defaults(func=cmd_usage)
     return parser
 

@@ -214,3 +214,124 @@ def _number(value: Any, metric: str) -> str:
     if metric == "avg_ttfb_ms":
         return f"{value:,.1f}"
     return f"{value:,}"
+
+
+# -- savings of the optimize layer ---------------------------------------------------
+
+# Requests whose cache hits the proxy can claim: it sent the body with breakpoints it added.
+_MEASURED = "rewrite = 'on' AND breakpoints_added > 0"
+_SAVINGS_SQL = f"""
+SELECT strftime('%Y-%m-%d', ts, 'unixepoch'), COALESCE(model, '(unknown)'),
+  SUM(rewrite = 'on'),
+  SUM(rewrite = 'dry-run'),
+  SUM(CASE WHEN {_MEASURED} THEN COALESCE(input_tokens, 0) ELSE 0 END),
+  SUM(CASE WHEN {_MEASURED} THEN COALESCE(cache_read_tokens, 0) ELSE 0 END),
+  SUM(CASE WHEN {_MEASURED} THEN COALESCE(cache_write_5m_tokens,
+      COALESCE(cache_write_tokens, 0) - COALESCE(cache_write_1h_tokens, 0)) ELSE 0 END),
+  SUM(CASE WHEN {_MEASURED} THEN COALESCE(cache_write_1h_tokens, 0) ELSE 0 END),
+  SUM(CASE WHEN rewrite = 'on' THEN COALESCE(tokens_removed_estimate, 0) ELSE 0 END),
+  SUM(CASE WHEN rewrite = 'dry-run' THEN COALESCE(tokens_removed_estimate, 0) ELSE 0 END)
+FROM requests WHERE rewrite IS NOT NULL"""
+_SAVINGS_COUNTS = (
+    "optimized", "dry_run", "input_tokens", "cache_read_tokens", "cache_write_5m_tokens",
+    "cache_write_1h_tokens", "removed_tokens", "dry_run_removed_tokens",
+)
+_SAVINGS_DOLLARS = ("measured_usd", "estimated_usd", "dry_run_estimated_usd")
+_SAVINGS_HEADERS = {
+    "optimized": "optimized", "dry_run": "dry-run",
+    "cache_read_tokens": "cache read", "cache_write_5m_tokens": "write 5m",
+    "cache_write_1h_tokens": "write 1h", "measured_usd": "saved $ (measured)",
+    "removed_tokens": "tokens removed", "estimated_usd": "saved $ (est.)",
+    "dry_run_removed_tokens": "dry-run would remove", "dry_run_estimated_usd": "$ (est.)",
+}
+
+
+def savings_summary(
+    path: str | os.PathLike[str],
+    *,
+    since: float | None = None,
+    until: float | None = None,
+    group_by: tuple[str, ...] = ("day", "model"),
+) -> list[dict[str, Any]]:
+    """What the optimize layer saved, per group ("day" and/or "model").
+
+    Measured: the cache reads and writes Anthropic reported on requests sent with
+    breakpoints the proxy added, priced with the model's cache multipliers
+    (trioproxy.usage.pricing.cache_savings: can be negative when writes are not read
+    back). Estimated: tokens that dedup and prune removed, at the full input price (an
+    upper bound: some would have been cheap cache reads). Dry-run rows only estimate.
+    A model without a known price has None dollars.
+    """
+    from .usage.pricing import cache_savings, input_price
+
+    unknown = [g for g in group_by if g not in ("day", "model")]
+    if unknown:
+        raise ValueError(f"cannot group savings by {', '.join(unknown)}; choose day, model")
+    sql, params = _SAVINGS_SQL, []
+    if since is not None:
+        sql += " AND ts >= ?"
+        params.append(since)
+    if until is not None:
+        sql += " AND ts < ?"
+        params.append(until)
+    sql += " GROUP BY 1, 2 ORDER BY 1, 2"
+    conn = _connect_ro(path)
+    try:
+        result = conn.execute(sql, params).fetchall()
+    except sqlite3.Error as exc:
+        raise ReportError(f"cannot read usage ledger {os.fspath(path)}: {exc}") from exc
+    finally:
+        conn.close()
+
+    groups: dict[tuple[str, ...], dict[str, Any]] = {}
+    for day, model, *counts in result:
+        values = dict(zip(_SAVINGS_COUNTS, counts, strict=True))
+        price = input_price(model)
+        measured = cache_savings(
+            model, values["input_tokens"], values["cache_read_tokens"],
+            values["cache_write_5m_tokens"], values["cache_write_1h_tokens"],
+        )
+        dollars = {
+            "measured_usd": measured,
+            "estimated_usd": None if price is None else values["removed_tokens"] * price / 1e6,
+            "dry_run_estimated_usd": (
+                None if price is None else values["dry_run_removed_tokens"] * price / 1e6
+            ),
+        }
+        key = tuple({"day": day, "model": model}[g] for g in group_by)
+        row = groups.setdefault(key, {
+            **dict(zip(group_by, key, strict=True)),
+            **dict.fromkeys(_SAVINGS_COUNTS, 0), **dict.fromkeys(_SAVINGS_DOLLARS, 0.0),
+        })
+        for name in _SAVINGS_COUNTS:
+            row[name] += values[name]
+        for name, value in dollars.items():
+            # One unpriced model makes the group's dollars unknown, not silently lower.
+            row[name] = None if value is None or row[name] is None else row[name] + value
+    return list(groups.values())
+
+
+def format_savings_table(rows: list[dict[str, Any]]) -> str:
+    """An aligned plain-text table of savings_summary() rows. No trailing newline."""
+    if not rows:
+        return "no optimized requests recorded in this period ([routes.optimize] mode)"
+    keys = [k for k in rows[0] if k not in _SAVINGS_COUNTS and k not in _SAVINGS_DOLLARS]
+    columns = [c for c in _SAVINGS_HEADERS if c in rows[0]]
+    header = keys + [_SAVINGS_HEADERS[c] for c in columns]
+
+    def cell(value: Any, column: str) -> str:
+        if value is None:
+            return "-"
+        return f"{value:,.4f}" if column.endswith("usd") else f"{value:,}"
+
+    body = [[_text(r[k]) for k in keys] + [cell(r[c], c) for c in columns] for r in rows]
+    widths = [max(len(line[i]) for line in [header, *body]) for i in range(len(header))]
+    lines = [
+        "  ".join(c.ljust(w) if i < len(keys) else c.rjust(w)
+                  for i, (c, w) in enumerate(zip(line, widths, strict=True))).rstrip()
+        for line in [header, *body]
+    ]
+    lines.insert(1, "  ".join("-" * w for w in widths))
+    lines.append("measured: cache reads/writes Anthropic billed on requests the proxy added"
+                 " breakpoints to; est.: tokens removed, at the full input price")
+    return "\n".join(lines)
