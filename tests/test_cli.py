@@ -270,3 +270,24 @@ async def test_api_keys_never_reach_logs_or_ledger(
     assert len(hashes) == 3
     assert hashes[0] == hashes[2] != hashes[1]  # identified by a salted hash instead
     assert all(h.startswith("k_") for h in hashes)
+
+
+async def test_usage_savings_reports_the_optimize_layer(tmp_path: Path) -> None:
+    from tests.test_report import SAVINGS_RECORDS, write_ledger
+
+    ledger = tmp_path / "usage.db"
+    with trio.fail_after(TIMEOUT):
+        await write_ledger(ledger, SAVINGS_RECORDS)
+    report = await cli("usage", "--ledger", str(ledger), "--savings", "--by", "model",
+                       "--format", "json", cwd=tmp_path)
+    assert report.returncode == 0, report.stderr
+    rows = json.loads(report.stdout)["rows"]
+    assert [(r["model"], r["optimized"], r["dry_run"]) for r in rows] == [
+        ("claude-sonnet-4-5-20250929", 2, 1), ("llama-3", 1, 0)]
+    table = await cli("usage", "--ledger", str(ledger), "--savings", cwd=tmp_path)
+    assert table.returncode == 0, table.stderr
+    assert b"saved $ (measured)" in table.stdout
+    bad = await cli("usage", "--ledger", str(ledger), "--savings", "--by", "route",
+                    cwd=tmp_path)
+    assert bad.returncode == 1
+    assert b"choose day, model" in bad.stderr
