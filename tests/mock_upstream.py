@@ -57,7 +57,8 @@ untouched (a bad value gets a 400 naming the header):
 Like the real APIs, the mock refuses (400, the API's error shape and wording) a
 ``/v1/messages`` request without ``max_tokens`` or ``messages`` (an empty list passes,
 unlike the API: tests use it for a bare stream), with a role other than user/assistant,
-an empty content (except a final assistant turn), a ``tool_result`` whose ``tool_use_id``
+an empty content (except a final assistant turn), more than 4 ``cache_control`` breakpoints,
+a ``tool_result`` whose ``tool_use_id``
 is not a ``tool_use`` of the previous assistant turn, or a ``tool_use`` not answered in the
 next user turn (consecutive turns of one role count as one, as the API combines them);
 and a ``/v1/chat/completions`` request without ``messages``, with a ``tool`` message that
@@ -625,7 +626,24 @@ def anthropic_request_problem(request: dict[str, Any], *, needs_max_tokens: bool
                     "`tool_use` block must have a corresponding `tool_result` block in the "
                     "next message.")
         offered = []
+    marked = _cache_control_count(request)
+    if marked > 4:
+        return f"A maximum of 4 blocks with cache_control may be provided. Found {marked}."
     return None
+
+
+def _cache_control_count(request: dict[str, Any]) -> int:
+    """Breakpoints in a Messages request: top level, tools, system blocks, message content
+    blocks and the blocks inside tool results."""
+    def marked(items: Any) -> list[dict[str, Any]]:
+        return [b for b in items if isinstance(b, dict)] if isinstance(items, list) else []
+
+    blocks = marked(request.get("tools")) + marked(request.get("system"))
+    for message in marked(request.get("messages")):
+        for block in marked(message.get("content")):
+            blocks.append(block)
+            blocks += marked(block.get("content"))
+    return ("cache_control" in request) + sum("cache_control" in b for b in blocks)
 
 
 def _anthropic_tool_names(request: dict[str, Any]) -> set[str]:

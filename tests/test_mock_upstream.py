@@ -969,8 +969,17 @@ def tool_turns(first_id: str, second_id: str) -> list[dict[str, Any]]:
          "messages.1: `tool_use` ids were found without `tool_result` blocks immediately "
          "after: toolu_01A, toolu_01B. Each `tool_use` block must have a corresponding "
          "`tool_result` block in the next message."),
+        ({"model": "m", "max_tokens": 5, "cache_control": {"type": "ephemeral"},
+          "system": [{"type": "text", "text": "s", "cache_control": {"type": "ephemeral"}}],
+          "tools": [{"name": "t", "input_schema": {"type": "object"},
+                     "cache_control": {"type": "ephemeral"}}],
+          "messages": [{"role": "user", "content": [
+              {"type": "text", "text": "a", "cache_control": {"type": "ephemeral"}},
+              {"type": "text", "text": "b", "cache_control": {"type": "ephemeral"}}]}]},
+         "A maximum of 4 blocks with cache_control may be provided. Found 5."),
     ],
-    ids=["max_tokens", "messages", "role", "empty", "unknown-result", "unanswered"],
+    ids=["max_tokens", "messages", "role", "empty", "unknown-result", "unanswered",
+         "breakpoints"],
 )
 async def test_anthropic_requests_are_validated(mock: MockUpstream, body: dict[str, Any],
                                                 message: str) -> None:

@@ -16,8 +16,10 @@ import httpx
 import pytest
 import trio
 
+from tests.cache_sim import validate
 from tests.conftest import RunningProxy, proxy_config
 from tests.mock_upstream import OUTPUT_TEXT, MockUpstream
+from tests.transcripts import generate_session
 
 TIMEOUT = 10
 FILE = "def handler(event):\n    return event\n" * 120  # ~4.6 KB, read twice below
@@ -150,3 +152,37 @@ async def test_a_clients_own_breakpoints_are_kept_and_the_sdk_gets_its_answer(
     assert count_breakpoints(received) <= 4
     [row] = proxy.rows()
     assert row["breakpoints_added"] == count_breakpoints(received) - 1
+
+
+@pytest.mark.parametrize("style", ["none", "claude_code"])
+async def test_a_whole_agent_session_stays_valid_and_answers_the_same(
+    nursery: trio.Nursery, mock: MockUpstream, tmp_path: Path, style: str
+) -> None:
+    """A generated 24-turn Claude Code session through two routes, layer off and on: the
+    mock upstream (which refuses what the Messages API refuses, >4 breakpoints included)
+    accepts every rewritten turn, and the answers are the ones the plain route gets."""
+    config = proxy_config(tmp_path, mock.url, routes=[
+        {"prefix": "/off", "upstream": mock.url, "flavour": "anthropic"},
+        {"prefix": "/on", "upstream": mock.url, "flavour": "anthropic",
+         "optimize": {"mode": "on"}},
+    ])
+    proxy = await RunningProxy(config).start(nursery)
+    session = generate_session(24, seed=3, cache=style)
+    answers: dict[str, list[Any]] = {"/off": [], "/on": []}
+    with trio.fail_after(60):
+        async with httpx.AsyncClient(base_url=proxy.url, timeout=30) as client:
+            for streamed in session.requests:
+                request = {**streamed, "stream": False}  # Claude Code streams; JSON is simpler
+                for route in answers:
+                    response = await client.post(f"{route}/v1/messages", json=request)
+                    assert response.status_code == 200, response.text
+                    body = response.json()
+                    answers[route].append((body["content"], body["stop_reason"]))
+        await proxy.stop()
+    assert answers["/on"] == answers["/off"]
+    rewritten = [r.json for r in mock.requests[1::2]]
+    assert all(validate(r) == [] for r in rewritten)
+    assert sum(count_breakpoints(r) for r in rewritten) > len(rewritten)  # more than 1 each
+    rows = proxy.rows()
+    assert [r["rewrite"] for r in rows] == [None, "on"] * len(session.requests)
+    assert sum(r["blocks_deduped"] or 0 for r in rows) > 0
