@@ -102,7 +102,44 @@ class _Tool:
             return False
 
 
-class OpenAIToAnthropicStream:
+class _Translator:
+    """What both directions share: SSE decoding, the output buffer, the end states."""
+
+    def __init__(self) -> None:
+        self._decoder = SSEDecoder()
+        self._out: list[bytes] = []
+        self._finished = False
+        self._errored = False
+
+    @property
+    def finished(self) -> bool:
+        """The client's stream got its proper ending (message_stop, or data: [DONE]):
+        upstream sent its own, or closed cleanly after its final stop reason."""
+        return self._finished
+
+    @property
+    def errored(self) -> bool:
+        """An error event was sent (an upstream in-stream error or an unreadable event)."""
+        return self._errored
+
+    def feed(self, chunk: bytes) -> bytes:
+        """Take upstream bytes; return the client's SSE bytes they complete."""
+        for event in self._decoder.feed(chunk):
+            if self._finished or self._errored:
+                break
+            self._on_event(event)
+        return self._take()
+
+    def _take(self) -> bytes:
+        data = b"".join(self._out)
+        self._out.clear()
+        return data
+
+    def _on_event(self, event: SSEEvent) -> None:
+        raise NotImplementedError
+
+
+class OpenAIToAnthropicStream(_Translator):
     """OpenAI chat.completion.chunk SSE in, the Anthropic Messages event sequence out.
 
     Blocks get indices in the order they start. Anthropic blocks cannot interleave. When
@@ -118,9 +155,8 @@ class OpenAIToAnthropicStream:
     """
 
     def __init__(self, model: str) -> None:
+        super().__init__()
         self._model = model  # the model name the client asked for
-        self._decoder = SSEDecoder()
-        self._out: list[bytes] = []
         self._message_id: str | None = None
         self._next_index = 0
         self._open: str | None = None  # "text", "thinking" or "tool"
@@ -133,27 +169,6 @@ class OpenAIToAnthropicStream:
         self._matched_stop: Any = None
         self._refusal = False
         self._usage: Any = None
-        self._finished = False
-        self._errored = False
-
-    @property
-    def finished(self) -> bool:
-        """message_stop was sent: upstream sent [DONE], or closed cleanly after a
-        finish_reason (some OpenAI-compatible servers omit [DONE])."""
-        return self._finished
-
-    @property
-    def errored(self) -> bool:
-        """An error event was sent (an upstream in-stream error or an unreadable event)."""
-        return self._errored
-
-    def feed(self, chunk: bytes) -> bytes:
-        """Take upstream bytes; return the Anthropic SSE bytes they complete."""
-        for event in self._decoder.feed(chunk):
-            if self._finished or self._errored:
-                break
-            self._on_event(event)
-        return self._take()
 
     def close(self) -> bytes:
         """The upstream body ended cleanly; return the closing events still owed."""
@@ -161,11 +176,6 @@ class OpenAIToAnthropicStream:
         if not (self._finished or self._errored) and self._finish_reason is not None:
             self._end()
         return self._take()
-
-    def _take(self) -> bytes:
-        data = b"".join(self._out)
-        self._out.clear()
-        return data
 
     def _emit(self, kind: str, **payload: Any) -> None:
         self._out.append(anthropic_event(kind, payload))
@@ -348,7 +358,7 @@ class OpenAIToAnthropicStream:
 # -- Anthropic events -> OpenAI chunks -------------------------------------------------
 
 
-class AnthropicToOpenAIStream:
+class AnthropicToOpenAIStream(_Translator):
     """Anthropic Messages SSE in, OpenAI chat.completion.chunk SSE out.
 
     The first chunk has `delta.role`; text deltas become `delta.content`, thinking deltas
@@ -359,38 +369,16 @@ class AnthropicToOpenAIStream:
     """
 
     def __init__(self, model: str, created: int, *, include_usage: bool = False) -> None:
+        super().__init__()
         self._model = model  # the model name the client asked for
         self._created = created
         self._include_usage = include_usage
-        self._decoder = SSEDecoder()
-        self._out: list[bytes] = []
         self._id = openai_completion_id(None)
         self._tool_index: dict[Any, int] = {}  # Anthropic block index -> OpenAI tool index
         self._usage: JSONObject = {}
         self._stop_reason: Any = None
         self._stop_sequence: Any = None
         self._finish_sent = False
-        self._finished = False
-        self._errored = False
-
-    @property
-    def finished(self) -> bool:
-        """`data: [DONE]` was sent: upstream sent message_stop, or closed cleanly after
-        its message_delta."""
-        return self._finished
-
-    @property
-    def errored(self) -> bool:
-        """An error chunk was sent (an upstream error event or an unreadable event)."""
-        return self._errored
-
-    def feed(self, chunk: bytes) -> bytes:
-        """Take upstream bytes; return the OpenAI SSE bytes they complete."""
-        for event in self._decoder.feed(chunk):
-            if self._finished or self._errored:
-                break
-            self._on_event(event)
-        return self._take()
 
     def close(self) -> bytes:
         """The upstream body ended cleanly; return the closing chunks still owed."""
@@ -398,11 +386,6 @@ class AnthropicToOpenAIStream:
         if self._finish_sent and not (self._finished or self._errored):
             self._end()
         return self._take()
-
-    def _take(self) -> bytes:
-        data = b"".join(self._out)
-        self._out.clear()
-        return data
 
     def _on_event(self, event: SSEEvent) -> None:
         obj = _loads(event.data)
