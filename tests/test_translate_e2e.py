@@ -462,6 +462,7 @@ async def test_untranslatable_openai_request_is_refused(
     assert isinstance(body, dict)
     assert body["type"] == "invalid_request_error"
     assert body["message"].partition(": ")[0] == "n"
+    assert (body["param"], info.value.param) == ("n", "n")  # where OpenAI names the field
     assert mock.requests == []
 
 

@@ -14,6 +14,7 @@ class ProxyError(Exception):
 
     status = 500
     outcome = "proxy_error"  # the ledger's outcome for a request that ended with this error
+    param: str | None = None  # the request field at fault, if any (OpenAI's error.param)
 
     def __init__(self, message: str) -> None:
         super().__init__(message)
@@ -97,19 +98,20 @@ _OPENAI_TYPES = {
 }
 
 
-def error_json(flavour: str, status: int, message: str) -> dict:
-    """The error object an API of `flavour` ("anthropic" or else OpenAI) uses for `status`."""
+def error_json(flavour: str, status: int, message: str, param: str | None = None) -> dict:
+    """The error object an API of `flavour` ("anthropic" or else OpenAI) uses for `status`;
+    `param` names the request field at fault (OpenAI's shape has a place for it)."""
     if flavour == "anthropic":
         kind = _ANTHROPIC_TYPES.get(status, "api_error")
         return {"type": "error", "error": {"type": kind, "message": message}}
     kind = _OPENAI_TYPES.get(status, "server_error" if status >= 500 else "invalid_request_error")
     code = f"proxy_{status}"
-    return {"error": {"message": message, "type": kind, "param": None, "code": code}}
+    return {"error": {"message": message, "type": kind, "param": param, "code": code}}
 
 
-def error_body(flavour: str, status: int, message: str) -> bytes:
+def error_body(flavour: str, status: int, message: str, param: str | None = None) -> bytes:
     """A complete JSON error response body in the shape of the API the client called."""
-    return json.dumps(error_json(flavour, status, message)).encode()
+    return json.dumps(error_json(flavour, status, message, param)).encode()
 
 
 def error_sse_event(flavour: str, message: str) -> bytes:

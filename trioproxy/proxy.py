@@ -166,7 +166,9 @@ class Proxy:
                 record.error = exc.message
                 if not client.response_started:
                     record.status = exc.status
-                    await client.send_error(exc, error_body(flavour, exc.status, exc.message))
+                    await client.send_error(
+                        exc, error_body(flavour, exc.status, exc.message, exc.param)
+                    )
         except BaseException as exc:
             if _is_cancellation(exc):
                 record.outcome = "cancelled"

@@ -29,6 +29,7 @@ class TranslationError(BadRequest):
     def __init__(self, field: str, problem: str) -> None:
         super().__init__(f"{field}: {problem}")
         self.field = field
+        self.param = field
         self.problem = problem
 
 
