@@ -9,6 +9,7 @@ Malformed or slow input goes over raw trio sockets, parsed back with h11.
 
 from __future__ import annotations
 
+import functools
 import json
 import socket
 from collections.abc import AsyncIterator, Iterator
@@ -430,6 +431,42 @@ async def test_504_when_upstream_sends_no_head_in_time(
 
 
 @pytest.mark.parametrize("flavour", ["anthropic", "openai"])
+async def early_413_then_silence(stream: trio.SocketStream) -> None:
+    """Answers 413 as soon as the head arrives, then neither reads the body nor closes."""
+    data = b""
+    while b"\r\n\r\n" not in data:
+        data += await stream.receive_some(65536)
+    body = b'{"type":"error","error":{"type":"request_too_large","message":"too big"}}'
+    await stream.send_all(
+        b"HTTP/1.1 413 Payload Too Large\r\ncontent-type: application/json\r\n"
+        b"content-length: " + str(len(body)).encode() + b"\r\n\r\n" + body
+    )
+    await trio.sleep_forever()
+
+
+async def test_an_early_answer_to_a_large_body_is_relayed_without_waiting(
+    nursery: trio.Nursery, tmp_path: Path, clock: trio.testing.MockClock
+) -> None:
+    """The body is sent by a child task while the head is awaited, so an upstream that
+    answers without reading it does not hold the request until timeouts.first_byte."""
+    listeners = await nursery.start(
+        functools.partial(trio.serve_tcp, early_413_then_silence, 0, host="127.0.0.1")
+    )
+    port = listeners[0].socket.getsockname()[1]
+    proxy = await start_proxy(nursery, tmp_path, f"http://127.0.0.1:{port}")
+    with trio.fail_after(60):
+        async with httpx.AsyncClient(base_url=proxy.url, timeout=None) as client:
+            start = trio.current_time()
+            response = await client.post("/v1/messages", content=b"x" * (32 << 20))
+            took = trio.current_time() - start
+        await proxy.stop()
+    assert response.status_code == 413
+    assert response.json()["error"]["message"] == "too big"
+    assert took < 1.0  # virtual seconds; first_byte is 10 minutes
+    [row] = proxy.rows()
+    assert (row["status"], row["outcome"]) == (413, "upstream_error")
+
+
 async def test_idle_gap_mid_stream_ends_with_an_sse_error_event(
     nursery: trio.Nursery, mock: MockUpstream, tmp_path: Path, transport: str, flavour: str,
     clock: trio.testing.MockClock,

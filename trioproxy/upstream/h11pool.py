@@ -21,6 +21,11 @@ from ..headers import Headers
 from .base import Origin, tls_failure_message
 
 RECEIVE_SIZE = 65536
+# A request larger than this is sent by a child task while the response head is awaited:
+# an upstream may answer early (401, 413) without reading the body and without closing,
+# and a send into its full socket buffer would otherwise block until timeouts.first_byte.
+# Smaller requests fit the kernel's buffers and are sent inline (no task per request).
+SEND_INLINE_MAX = 64 * 1024
 _IDEMPOTENT = frozenset({b"GET", b"HEAD", b"OPTIONS", b"PUT", b"DELETE", b"TRACE"})
 _NETWORK_ERRORS = (trio.BrokenResourceError, trio.ClosedResourceError, OSError)
 
@@ -117,6 +122,50 @@ class H11Response:
     async def aclose(self) -> None:
         """Close the connection unless the body was read to its end (then it was pooled)."""
         self._discard()
+
+
+async def _response_head(conn: _Connection) -> h11.Response:
+    """Read events until the final response head (skipping 1xx)."""
+    while True:
+        event = await conn.receive_event()
+        if type(event) is h11.ConnectionClosed:
+            raise trio.BrokenResourceError("connection closed before a response")
+        if type(event) is h11.Response:
+            return event
+        # InformationalResponse (100 Continue and the like): wait for the real one.
+
+
+async def _send_while_awaiting_head(conn: _Connection, data: bytes) -> h11.Response:
+    """Send a large request from a child task while reading the response head.
+
+    If the head arrives first, the rest of the request is not sent (and the connection
+    is never pooled): that early answer is the one to relay.
+    """
+    sent = False
+    failed: BaseException | None = None
+
+    async def send() -> None:
+        nonlocal sent, failed
+        try:
+            await conn.stream.send_all(data)
+            sent = True
+        except _NETWORK_ERRORS as exc:
+            failed = exc  # upstream may still have answered: the head decides
+
+    async with trio.open_nursery() as nursery:
+        nursery.start_soon(send)
+        try:
+            response = await _response_head(conn)
+        except BaseException:
+            nursery.cancel_scope.cancel()
+            if failed is not None:
+                conn.h11.send_failed()
+            raise
+        if not sent:
+            nursery.cancel_scope.cancel()
+    if not sent:
+        conn.h11.send_failed()  # the request was cut short: never reuse the connection
+    return response
 
 
 async def _response_is_readable(conn: _Connection) -> bool:
@@ -232,6 +281,9 @@ class H11Pool:
                 if body:
                     data += h.send(h11.Data(data=body))
                 data += h.send(h11.EndOfMessage())
+                if len(data) > SEND_INLINE_MAX:
+                    response = await _send_while_awaiting_head(conn, data)
+                    return H11Response(response, conn, self, key)
                 try:
                     await conn.stream.send_all(data)
                 except _NETWORK_ERRORS:
