@@ -445,12 +445,17 @@ def anthropic_stream(msg_id: str, model: str, usage: _Usage) -> tuple[list[bytes
              "delta": {"type": "text_delta", "text": delta}},
             "content_block_delta",
         ))
-    frames += [
-        _sse({"type": "content_block_stop", "index": 0}, "content_block_stop"),
+    frames.append(_sse({"type": "content_block_stop", "index": 0}, "content_block_stop"))
+    return frames + _anthropic_stream_end("end_turn", usage), hold_after
+
+
+def _anthropic_stream_end(stop_reason: str, usage: _Usage) -> list[bytes]:
+    """message_delta (stop reason and usage) and message_stop."""
+    return [
         _sse(
             {
                 "type": "message_delta",
-                "delta": {"stop_reason": "end_turn", "stop_sequence": None},
+                "delta": {"stop_reason": stop_reason, "stop_sequence": None},
                 # The current API repeats the input/cache counts here; output_tokens
                 # is the cumulative total.
                 "usage": {
@@ -464,7 +469,6 @@ def anthropic_stream(msg_id: str, model: str, usage: _Usage) -> tuple[list[bytes
         ),
         _sse({"type": "message_stop"}, "message_stop"),
     ]
-    return frames, hold_after
 
 
 def _fragments(text: str) -> list[str]:
@@ -550,22 +554,7 @@ def anthropic_tool_stream(msg_id: str, model: str, usage: _Usage, calls: list[To
             delta({"type": "input_json_delta", "partial_json": piece})
         block_stop()
         index += 1
-    frames += [
-        _sse(
-            {
-                "type": "message_delta",
-                "delta": {"stop_reason": "tool_use", "stop_sequence": None},
-                "usage": {
-                    "input_tokens": usage.input,
-                    "cache_creation_input_tokens": usage.cache_write,
-                    "cache_read_input_tokens": usage.cache_read,
-                    "output_tokens": usage.output,
-                },
-            },
-            "message_delta",
-        ),
-        _sse({"type": "message_stop"}, "message_stop"),
-    ]
+    frames += _anthropic_stream_end("tool_use", usage)
     return frames, hold_after
 
 
