@@ -4,7 +4,8 @@ The client stream is primary: each upstream chunk is written to the client as so
 it arrives, as it is, and only then handed to the usage scanner, which parses it while
 the relay would otherwise wait for upstream's next chunk. (A scanner task fed through a
 channel, as first built, ran on the same thread at the same moments and added two task
-switches per chunk: about 20% of the CPU time per relayed SSE event; see issue 3.) The
+switches per chunk: removing it took the CPU per relayed SSE event from 101 to 90 us;
+see issue 3.) The
 connection's reader cancels the relay's scope if the client leaves, which closes the
 upstream request (nobody pays for tokens no one reads).
 """
