@@ -45,6 +45,37 @@ class Removed:
     tokens: int = 0
 
 
+class BlockRewrites:
+    """Replacements of user-side blocks by a shorter text, for one request: copies only the
+    messages that change and counts what the replacements removed."""
+
+    def __init__(self, body: Mapping[str, Any], messages: list[Any]) -> None:
+        self._body = body
+        self._messages = messages
+        self._out: list[Any] | None = None
+        self._removed = Removed()
+
+    def replace(self, i: int, j: int, block: object, size: int, text: str) -> None:
+        """Replace block `j` of message `i` (of `size` bytes) by `text`, if that is shorter."""
+        new_block = replace_text(block, text)
+        if new_block is None or text_size(text) >= size:
+            return
+        if self._out is None:
+            self._out = list(self._messages)
+        self._out[i] = replace_block(self._out[i], j, new_block)
+        r = self._removed
+        self._removed = Removed(
+            r.blocks + 1, r.bytes + size - text_size(text),
+            r.tokens + block_tokens(block) - block_tokens(new_block),
+        )
+
+    def result(self) -> tuple[dict[str, Any] | None, Removed]:
+        """(the new body, or None if nothing was replaced; what was removed)."""
+        if self._out is None:
+            return None, Removed()
+        return {**self._body, "messages": self._out}, self._removed
+
+
 def dedup_blocks(
     body: Mapping[str, Any], *, min_bytes: int
 ) -> tuple[dict[str, Any] | None, Removed]:
@@ -56,8 +87,7 @@ def dedup_blocks(
     if not isinstance(messages, list):
         return None, Removed()
     first: dict[str, str] = {}  # dedup key -> how to name the first occurrence
-    out: list[Any] | None = None
-    blocks = removed_bytes = tokens = 0
+    rewrites = BlockRewrites(body, messages)
     for i, message in enumerate(messages):
         if not isinstance(message, Mapping) or message.get("role") != "user":
             continue
@@ -76,18 +106,8 @@ def dedup_blocks(
                 continue
             reference = f"{REFERENCE_PREFIX}identical to {where} ({size} bytes, sha256 "
             reference += f"{_digest(block)}); omitted here to save tokens]"
-            new_block = replace_text(block, reference)
-            if new_block is None or text_size(reference) >= size:
-                continue
-            if out is None:
-                out = list(messages)
-            out[i] = replace_block(out[i], j, new_block)
-            blocks += 1
-            removed_bytes += size - text_size(reference)
-            tokens += block_tokens(block) - block_tokens(new_block)
-    if out is None:
-        return None, Removed()
-    return {**body, "messages": out}, Removed(blocks, removed_bytes, tokens)
+            rewrites.replace(i, j, block, size, reference)
+    return rewrites.result()
 
 
 def _candidate(block: object, min_bytes: int) -> tuple[str, int] | None:

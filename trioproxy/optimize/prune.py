@@ -27,14 +27,7 @@ import hashlib
 from collections.abc import Mapping
 from typing import Any
 
-from trioproxy.optimize.dedup import (
-    Removed,
-    block_texts,
-    block_tokens,
-    replace_block,
-    replace_text,
-    text_size,
-)
+from trioproxy.optimize.dedup import BlockRewrites, Removed, block_texts, text_size
 
 STUB_PREFIX = "[trioproxy pruned: "
 _FIRST_LINE = 120  # characters of the first line kept in the stub
@@ -60,8 +53,8 @@ def prune_results(
     if boundary == 0:
         return None, Removed()
     names: dict[str, str] = {}  # tool_use_id -> tool name, from the assistant turns
-    out: list[Any] | None = None
-    blocks = removed_bytes = tokens = turn = 0
+    rewrites = BlockRewrites(body, messages)
+    turn = 0
     for i, message in enumerate(messages):
         if turn >= boundary:
             break
@@ -88,19 +81,8 @@ def prune_results(
                 continue
             tool_use_id = block.get("tool_use_id")
             name = names.get(tool_use_id, "tool") if isinstance(tool_use_id, str) else "tool"
-            stub = _stub(name, texts, size)
-            new_block = replace_text(block, stub)
-            if new_block is None or text_size(stub) >= size:
-                continue
-            if out is None:
-                out = list(messages)
-            out[i] = replace_block(out[i], j, new_block)
-            blocks += 1
-            removed_bytes += size - text_size(stub)
-            tokens += block_tokens(block) - block_tokens(new_block)
-    if out is None:
-        return None, Removed()
-    return {**body, "messages": out}, Removed(blocks, removed_bytes, tokens)
+            rewrites.replace(i, j, block, size, _stub(name, texts, size))
+    return rewrites.result()
 
 
 def _stub(tool: str, texts: list[str], size: int) -> str:
