@@ -17,6 +17,7 @@ the request set stream_options.include_usage.
 from __future__ import annotations
 
 import json
+from abc import ABC, abstractmethod
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
@@ -102,7 +103,7 @@ class _Tool:
             return False
 
 
-class _Translator:
+class _Translator(ABC):
     """What both directions share: SSE decoding, the output buffer, the end states."""
 
     def __init__(self) -> None:
@@ -135,8 +136,9 @@ class _Translator:
         self._out.clear()
         return data
 
+    @abstractmethod
     def _on_event(self, event: SSEEvent) -> None:
-        raise NotImplementedError
+        """Turn one upstream event into output in self._out."""
 
 
 class OpenAIToAnthropicStream(_Translator):
