@@ -746,9 +746,14 @@ def _stream_options(request: dict[str, Any]) -> tuple[bool, bool]:
     return options.get("include_usage") is True, options.get("include_obfuscation") is not False
 
 
-def chat_completion_stream(cmpl_id: str, created: int, model: str, usage: _Usage,
-                           request: dict[str, Any]) -> tuple[list[bytes], int]:
-    """`data:` frames of chat.completion.chunk objects, then `data: [DONE]`."""
+def _choice(delta: dict[str, Any], finish_reason: str | None = None) -> dict[str, Any]:
+    return {"index": 0, "delta": delta, "logprobs": None, "finish_reason": finish_reason}
+
+
+def _chunk_maker(cmpl_id: str, created: int, model: str, request: dict[str, Any]
+                 ) -> tuple[bool, Callable[..., bytes]]:
+    """Whether the request wants the usage chunk, and a maker of chat.completion.chunk
+    frames: chunk(choices, usage_value=None)."""
     include_usage, obfuscate = _stream_options(request)
 
     def chunk(choices: list[dict[str, Any]], usage_value: dict[str, Any] | None = None
@@ -768,13 +773,18 @@ def chat_completion_stream(cmpl_id: str, created: int, model: str, usage: _Usage
             obj["obfuscation"] = _OBFUSCATION
         return _sse(obj)
 
-    def choice(delta: dict[str, Any], finish_reason: str | None = None) -> dict[str, Any]:
-        return {"index": 0, "delta": delta, "logprobs": None, "finish_reason": finish_reason}
+    return include_usage, chunk
 
-    frames = [chunk([choice({"role": "assistant", "content": "", "refusal": None})])]
+
+def chat_completion_stream(cmpl_id: str, created: int, model: str, usage: _Usage,
+                           request: dict[str, Any]) -> tuple[list[bytes], int]:
+    """`data:` frames of chat.completion.chunk objects, then `data: [DONE]`."""
+    include_usage, chunk = _chunk_maker(cmpl_id, created, model, request)
+
+    frames = [chunk([_choice({"role": "assistant", "content": "", "refusal": None})])]
     hold_after = len(frames)
-    frames += [chunk([choice({"content": delta})]) for delta in OUTPUT_DELTAS]
-    frames.append(chunk([choice({}, "stop")]))
+    frames += [chunk([_choice({"content": delta})]) for delta in OUTPUT_DELTAS]
+    frames.append(chunk([_choice({}, "stop")]))
     if include_usage:
         frames.append(chunk([], _chat_usage(usage)))
     frames.append(_sse("[DONE]"))
@@ -806,46 +816,26 @@ def chat_tool_completion_stream(cmpl_id: str, created: int, model: str, usage: _
                                 ) -> tuple[list[bytes], int]:
     """The chunks of a streamed tool-calling turn, then `data: [DONE]`; and the index of
     the first text delta (or, without text, of the first arguments fragment)."""
-    include_usage, obfuscate = _stream_options(request)
+    include_usage, chunk = _chunk_maker(cmpl_id, created, model, request)
 
-    def chunk(choices: list[dict[str, Any]], usage_value: dict[str, Any] | None = None
-              ) -> bytes:
-        obj: dict[str, Any] = {
-            "id": cmpl_id,
-            "object": "chat.completion.chunk",
-            "created": created,
-            "model": model,
-            "service_tier": "default",
-            "system_fingerprint": _SYSTEM_FINGERPRINT,
-            "choices": choices,
-        }
-        if include_usage:
-            obj["usage"] = usage_value
-        if obfuscate:
-            obj["obfuscation"] = _OBFUSCATION
-        return _sse(obj)
-
-    def choice(delta: dict[str, Any], finish_reason: str | None = None) -> dict[str, Any]:
-        return {"index": 0, "delta": delta, "logprobs": None, "finish_reason": finish_reason}
-
-    frames = [chunk([choice({"role": "assistant", "content": "" if text else None,
+    frames = [chunk([_choice({"role": "assistant", "content": "" if text else None,
                              "refusal": None})])]
     hold_after = 0
     if text:
         hold_after = len(frames)
-        frames += [chunk([choice({"content": delta})]) for delta in OUTPUT_DELTAS]
+        frames += [chunk([_choice({"content": delta})]) for delta in OUTPUT_DELTAS]
     for k, call in enumerate(calls):
-        frames.append(chunk([choice({"tool_calls": [
+        frames.append(chunk([_choice({"tool_calls": [
             {"index": k, "id": call.id, "type": "function",
              "function": {"name": call.name, "arguments": ""}},
         ]})]))
         if not hold_after:
             hold_after = len(frames)
         frames += [
-            chunk([choice({"tool_calls": [{"index": k, "function": {"arguments": piece}}]})])
+            chunk([_choice({"tool_calls": [{"index": k, "function": {"arguments": piece}}]})])
             for piece in _fragments(_compact(call.input))
         ]
-    frames.append(chunk([choice({}, "tool_calls")]))
+    frames.append(chunk([_choice({}, "tool_calls")]))
     if include_usage:
         frames.append(chunk([], _chat_usage(usage)))
     frames.append(_sse("[DONE]"))
