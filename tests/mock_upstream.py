@@ -819,7 +819,7 @@ def chat_tool_completion_stream(cmpl_id: str, created: int, model: str, usage: _
     include_usage, chunk = _chunk_maker(cmpl_id, created, model, request)
 
     frames = [chunk([_choice({"role": "assistant", "content": "" if text else None,
-                             "refusal": None})])]
+                              "refusal": None})])]
     hold_after = 0
     if text:
         hold_after = len(frames)
