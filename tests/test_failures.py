@@ -830,6 +830,40 @@ async def test_shutdown_cuts_a_stream_still_running_at_the_end_of_grace(
     assert row["model"] == ANTHROPIC_ARGS["model"]
 
 
+async def test_abort_during_a_drain_cuts_the_stream_at_once_and_keeps_its_row(
+    nursery: trio.Nursery, mock: MockUpstream, tmp_path: Path, clock: trio.testing.MockClock
+) -> None:
+    """A second signal (server.abort) does not wait out the grace period."""
+    proxy = await start_proxy(nursery, tmp_path, mock.url, server={"grace_period": "30s"})
+    stopped = trio.Event()
+
+    async def stop() -> None:
+        await proxy.stop()
+        stopped.set()
+
+    with trio.fail_after(60):
+        async with httpx.AsyncClient(base_url=proxy.url, timeout=60) as client:
+            async with client.stream("POST", "/v1/messages",
+                                     json={**ANTHROPIC_ARGS, "stream": True},
+                                     headers={"x-mock-hold": "1"}) as response:
+                chunks = response.aiter_raw()
+                await anext(chunks)
+                start = trio.current_time()
+                nursery.start_soon(stop)
+                await trio.testing.wait_all_tasks_blocked()
+                assert not stopped.is_set()  # draining: the stream may still finish
+                proxy.server.abort()
+                with pytest.raises(httpx.RemoteProtocolError):
+                    async for _ in chunks:
+                        pass
+                took = trio.current_time() - start
+        await stopped.wait()
+        await mock.disconnect_seen.wait()
+    assert took < 1  # not the 30 s grace period
+    [row] = proxy.rows()
+    assert (row["outcome"], row["status"], row["stream"]) == ("cancelled", 200, 1)
+
+
 async def test_shutdown_closes_idle_keep_alive_connections_at_once(
     nursery: trio.Nursery, mock: MockUpstream, tmp_path: Path, clock: trio.testing.MockClock
 ) -> None:

@@ -179,9 +179,8 @@ async def test_read_ahead_during_a_relay_is_bounded(
     async with trio.open_nursery() as nursery:
         nursery.start_soon(push)
         await trio.testing.wait_all_tasks_blocked(cushion=0.05)
-        [task] = proxy.server._connections
-        assert task.client is not None
-        buffered = len(task.client.conn.trailing_data[0])
+        [client] = proxy.server._connections
+        buffered = len(client.conn.trailing_data[0])
         assert buffered <= proxy.config.limits.max_header_size + 65536
         nursery.cancel_scope.cancel()
     mock.release.set()
@@ -244,3 +243,50 @@ async def test_leftover_bytes_never_answer_the_next_request(
         second = await client.post("/x", content=b"{}")  # a POST is never retried
     assert first.status_code == 200
     assert (second.status_code, second.content) == (200, b"hello")
+
+
+async def test_no_task_outlives_its_connection(proxy: RunningProxy, mock: MockUpstream) -> None:
+    """Connection tasks and their readers share the server's nursery: every way a
+    connection ends (client close, client reset, a 400, "connection: close" with a
+    parked reader, an early 413 with a lingering close) leaves no task behind."""
+    assert proxy.server is not None
+    nursery = proxy.server._nursery
+    assert nursery is not None
+    # client closes after one answer
+    stream = await connect(proxy)
+    await stream.send_all(head() + BODY)
+    await read_until(stream, b'"end_turn"')
+    await stream.aclose()
+    # client resets mid-head
+    stream = await connect(proxy)
+    await stream.send_all(b"POST /v1/messages HTTP/1.1\r\nhost: x\r\n")
+    await trio.testing.wait_all_tasks_blocked()
+    await trio.aclose_forcefully(stream)
+    # a 400, which the proxy closes
+    stream = await connect(proxy)
+    await stream.send_all(b"NOT HTTP\r\n\r\n")
+    assert (await read_until(stream, b"}")).startswith(b"HTTP/1.1 400 ")
+    await stream.aclose()
+    # a good request, then more garbage than the read-ahead cap: the reader parks,
+    # the garbage gets a 400, and the close wakes the parked reader
+    stream = await connect(proxy)
+    await stream.send_all(head() + BODY + b"X" * (proxy.config.limits.max_header_size * 2))
+    answer = await read_until(stream, b"HTTP/1.1 400 ")
+    assert answer.startswith(b"HTTP/1.1 200 ")
+    await stream.aclose()
+    # "connection: close", then more than the read-ahead cap: the reader parks, and the
+    # close after the answer wakes it
+    stream = await connect(proxy)
+    flood = b"X" * (proxy.config.limits.max_header_size * 2)
+    await stream.send_all(head("connection: close\r\n") + BODY + flood)
+    assert (await read_until(stream, b'"end_turn"')).startswith(b"HTTP/1.1 200 ")
+    await stream.aclose()
+    # an early 413 while the client still sends: the proxy drains, then closes
+    stream = await connect(proxy)
+    await stream.send_all(head(length=100 * 1024 * 1024) + b"x" * 65536)
+    answer = await read_until(stream, b"}")
+    assert answer.startswith(b"HTTP/1.1 413 ")
+    await stream.aclose()
+    await trio.testing.wait_all_tasks_blocked(cushion=0.1)
+    assert proxy.server.open_connections == 0
+    assert nursery.child_tasks == set()

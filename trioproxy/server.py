@@ -2,8 +2,8 @@
 
 Shutdown (the task running `serve` is cancelled) goes the hypercorn way: stop accepting,
 close idle keep-alive connections, let in-flight requests finish until the grace period
-ends, cancel what is left, then flush the ledger. Connection tasks shield themselves
-from the outer cancellation so that shutdown, not the cancel, decides when they stop.
+ends, cancel what is left, then flush the ledger. Connection tasks run in a shielded
+nursery so that shutdown, not the cancel, decides when they stop.
 """
 
 from __future__ import annotations
@@ -31,13 +31,6 @@ ACCEPT_RETRY_SLEEP = 0.1
 _ACCEPT_CAPACITY_ERRNOS = {errno.EMFILE, errno.ENFILE, errno.ENOMEM, errno.ENOBUFS}
 
 
-@dataclass(eq=False)
-class _ConnectionTask:
-    scope: trio.CancelScope
-    idle: bool = True  # waiting for a request head, not handling one
-    client: ClientConnection | None = None
-
-
 @dataclass
 class Server:
     """A running proxy, as `serve` hands it to its starter."""
@@ -47,9 +40,11 @@ class Server:
     port: int
     ledger: Ledger | None
     proxy: Proxy
-    _connections: set[_ConnectionTask] = field(default_factory=set)
+    _connections: set[ClientConnection] = field(default_factory=set)
+    _nursery: trio.Nursery | None = None  # the connections' and their readers' tasks
     _draining: bool = False
     _all_closed: trio.Event = field(default_factory=trio.Event)
+    _drained: trio.Event = field(default_factory=trio.Event)
 
     @property
     def url(self) -> str:
@@ -63,8 +58,8 @@ class Server:
     def abort(self) -> None:
         """Cut every connection now, in-flight requests included (their rows say
         cancelled). For a second shutdown signal; a normal shutdown drains instead."""
-        for task in list(self._connections):
-            task.scope.cancel()
+        if self._nursery is not None:
+            self._nursery.cancel_scope.cancel()
 
 
 def _process_key_hasher() -> tuple[object, object]:
@@ -111,20 +106,16 @@ async def serve(config: Config, *, task_status=trio.TASK_STATUS_IGNORED) -> None
         async with trio.open_nursery() as services:
             if ledger is not None:
                 await services.start(run_ledger)
+            await services.start(_hold_connections, server)
             try:
-                async with trio.open_nursery() as connections:
-                    try:
-                        async with trio.open_nursery() as accepting:
-                            for listener in listeners:
-                                accepting.start_soon(
-                                    _accept_loop, server, listener, limiter, connections
-                                )
-                            log.info("listening on %s", server.url)
-                            task_status.started(server)
-                    finally:
-                        with trio.CancelScope(shield=True):
-                            await _drain(server, listeners)
+                async with trio.open_nursery() as accepting:
+                    for listener in listeners:
+                        accepting.start_soon(_accept_loop, server, listener, limiter)
+                    log.info("listening on %s", server.url)
+                    task_status.started(server)
             finally:
+                with trio.CancelScope(shield=True):
+                    await _drain(server, listeners)
                 if ledger is not None:
                     ledger.close()
                     ledger_scope.deadline = trio.current_time() + LEDGER_FLUSH_TIMEOUT
@@ -135,10 +126,22 @@ async def serve(config: Config, *, task_status=trio.TASK_STATUS_IGNORED) -> None
         log.info("stopped")
 
 
+async def _hold_connections(server: Server, *, task_status=trio.TASK_STATUS_IGNORED) -> None:
+    # One shielded nursery for every connection task and its reader: the server's
+    # shutdown (_drain), not the cancellation of `serve`, decides when they stop. One
+    # scope for all of them rather than one per connection: an idle connection costs
+    # memory, and a cancel scope is about 1 KB of it.
+    async with trio.open_nursery() as nursery:
+        nursery.cancel_scope.shield = True
+        server._nursery = nursery
+        task_status.started()
+        await server._drained.wait()
+
+
 async def _accept_loop(
-    server: Server, listener: trio.SocketListener, limiter: trio.CapacityLimiter,
-    connections: trio.Nursery,
+    server: Server, listener: trio.SocketListener, limiter: trio.CapacityLimiter
 ) -> None:
+    assert server._nursery is not None
     while True:
         token = object()
         # At the cap, stop accepting: new clients wait in the kernel's backlog.
@@ -156,59 +159,47 @@ async def _accept_loop(
         except BaseException:
             limiter.release_on_behalf_of(token)
             raise
-        connections.start_soon(_run_connection, server, stream, limiter, token)
+        server._nursery.start_soon(
+            _run_connection, server, stream, limiter, token, name="trioproxy connection"
+        )
 
 
 async def _run_connection(
     server: Server, stream: trio.SocketStream, limiter: trio.CapacityLimiter, token: object
 ) -> None:
-    # Shielded: the server's shutdown decides when a connection is cut (see _drain).
-    with trio.CancelScope(shield=True) as scope:
-        task = _ConnectionTask(scope)
-        server._connections.add(task)
-        try:
-            await _serve_connection(server, stream, task)
-        finally:
-            server._connections.discard(task)
-            limiter.release_on_behalf_of(token)
-            if server._draining and not server._connections:
-                server._all_closed.set()
-
-
-async def _serve_connection(server: Server, stream: trio.SocketStream, task: _ConnectionTask):
+    """Serve one client connection's requests in turn, then close it."""
     config = server.config
     client = ClientConnection(stream, max_header_size=config.limits.max_header_size)
-    task.client = client
+    server._connections.add(client)
+    assert server._nursery is not None
+    # The reader lives in the server's nursery, not a nursery of its own (memory, as
+    # above); it ends when the client leaves or when client.aclose() closes the stream.
+    server._nursery.start_soon(client.run_reader, name="trioproxy client reader")
+    first = True
     try:
-        async with trio.open_nursery() as nursery:
-            nursery.start_soon(client.run_reader)
-            await _serve_requests(server, client, task)
-            nursery.cancel_scope.cancel()
+        while not server._draining:
+            try:
+                request = await client.next_request(config.timeouts.request_head, first=first)
+            except ProxyError as exc:
+                await client.send_error(exc, error_body("anthropic", exc.status, exc.message))
+                log.info("rejected request from %s: %s", _peer(stream), exc.message)
+                break
+            if request is None:
+                break
+            first = False
+            await server.proxy.handle(client, request)
+            request = None  # not kept alive (about 1 KB) while the connection idles
+            if not client.start_next_cycle():
+                break
     except Exception:
         # One connection's failure, whatever it is, never takes the server down.
         log.exception("connection from %s failed", _peer(stream))
     finally:
         await client.aclose()
-
-
-async def _serve_requests(server: Server, client: ClientConnection, task: _ConnectionTask):
-    config = server.config
-    first = True
-    while not server._draining:
-        task.idle = True
-        try:
-            request = await client.next_request(config.timeouts.request_head, first=first)
-        except ProxyError as exc:
-            await client.send_error(exc, error_body("anthropic", exc.status, exc.message))
-            log.info("rejected request from %s: %s", _peer(client.stream), exc.message)
-            return
-        if request is None:
-            return
-        task.idle = False
-        first = False
-        await server.proxy.handle(client, request)
-        if not client.start_next_cycle():
-            return
+        server._connections.discard(client)
+        limiter.release_on_behalf_of(token)
+        if server._draining and not server._connections:
+            server._all_closed.set()
 
 
 def _peer(stream: trio.abc.Stream) -> str:
@@ -223,18 +214,18 @@ async def _drain(server: Server, listeners: list[trio.SocketListener]) -> None:
     server._draining = True
     for listener in listeners:
         await listener.aclose()
-    for task in list(server._connections):
-        client = task.client
-        if client is not None:
-            client.closing = True  # the next response says Connection: close
-        if task.idle:
+    for client in list(server._connections):
+        client.closing = True  # the next response says Connection: close
+        if client.head_scope is not None:
             # Waiting for a head: stop waiting (next_request returns None).
-            scope = client.head_scope if client is not None else None
-            (scope or task.scope).cancel()
+            client.head_scope.cancel()
     grace = server.config.server.grace_period
     if server._connections:
         log.info("waiting up to %gs for %d connection(s)", grace, len(server._connections))
         with trio.move_on_after(grace if math.isfinite(grace) else math.inf):
             await server._all_closed.wait()
-        for task in list(server._connections):
-            task.scope.cancel()
+    if server._nursery is not None:
+        server._nursery.cancel_scope.cancel()  # what is left after the grace period
+    if server._connections:
+        await server._all_closed.wait()  # their last ledger rows, before the ledger closes
+    server._drained.set()
