@@ -279,6 +279,31 @@ async def test_idle_keep_alive_connection_is_closed_silently_after_head_timeout(
     assert closed_after == 5.0
 
 
+async def test_each_idle_period_gets_the_whole_head_timeout(
+    nursery: trio.Nursery, mock: MockUpstream, tmp_path: Path, clock: trio.testing.MockClock
+) -> None:
+    """A request in the middle of a wait ends it: the next idle period starts a new one
+    (the timer skips the old deadline); two connections keep their own deadlines."""
+    proxy = await start_proxy(nursery, tmp_path, mock.url, timeouts={"request_head": "5s"})
+    closed_at: dict[str, float] = {}
+
+    async def client(name: str, requests_at: list[float]) -> None:
+        async with await trio.open_tcp_stream("127.0.0.1", proxy.server.port) as stream:
+            for at in requests_at:
+                await trio.sleep_until(start + at)
+                await stream.send_all(request_bytes())
+                assert (await receive_response(stream)).status == 200
+            assert await stream.receive_some(65536) == b""
+            closed_at[name] = trio.current_time() - start
+
+    start = trio.current_time()
+    with trio.fail_after(60):
+        async with trio.open_nursery() as clients:
+            clients.start_soon(client, "a", [0.0, 3.0, 7.0])
+            clients.start_soon(client, "b", [1.0])
+    assert closed_at == {"a": 12.0, "b": 6.0}
+
+
 async def test_408_for_a_slow_body_at_the_deadline_with_a_ledger_row(
     nursery: trio.Nursery, mock: MockUpstream, tmp_path: Path, clock: trio.testing.MockClock
 ) -> None:

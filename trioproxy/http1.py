@@ -11,6 +11,7 @@ from __future__ import annotations
 import logging
 import math
 import os
+from collections import deque
 from collections.abc import Awaitable
 
 import h11
@@ -40,7 +41,8 @@ class ClientConnection:
     # Slots and bare task handoffs (no trio.Event) keep an idle connection small.
     __slots__ = (
         "stream", "max_header_size", "conn", "closing", "response_started", "gone", "broken",
-        "linger", "on_gone", "head_scope", "_consumer", "_reader", "_closed", "_discard",
+        "linger", "on_gone", "_consumer", "_reader", "_closed", "_discard", "_head_deadline",
+        "_head_stop",
     )
 
     def __init__(self, stream: trio.SocketStream, *, max_header_size: int) -> None:
@@ -53,7 +55,8 @@ class ClientConnection:
         self.broken = False  # a send failed or a response was cut: never reuse
         self.linger = False  # we answered before reading the whole body: drain before close
         self.on_gone: trio.CancelScope | None = None  # cancelled if the client leaves
-        self.head_scope: trio.CancelScope | None = None  # the wait for the next request head
+        self._head_deadline: float | None = None  # while waiting for a request head
+        self._head_stop: str | None = None  # why that wait was stopped: "timeout" or "drain"
         self._consumer: trio.lowlevel.Task | None = None  # parked until the reader feeds h11
         self._reader: trio.lowlevel.Task | None = None  # parked: enough is read ahead
         self._closed = False  # aclose() ran: the reader stops
@@ -148,27 +151,41 @@ class ClientConnection:
         self._wake(self._reader)
         return self._park_consumer()
 
-    async def next_request(self, timeout: float, *, first: bool) -> h11.Request | None:
+    @property
+    def awaiting_head(self) -> bool:
+        """Waiting for the next request head (idle, or a head half sent)."""
+        return self._head_deadline is not None
+
+    def stop_head_wait(self, why: str) -> None:
+        """End the wait for a head: "timeout" (HeadTimer) or "drain" (shutdown)."""
+        if self._head_deadline is not None:
+            self._head_stop = why
+            self._wake(self._consumer)
+
+    async def next_request(self, timer: HeadTimer, *, first: bool) -> h11.Request | None:
         """The next request head, or None if the client closed cleanly between requests.
 
-        A head that does not arrive within `timeout` raises RequestTimeout when part of it
-        (or, on a new connection, none of it) was sent; an idle keep-alive connection that
-        simply stays quiet is closed without an answer (returns None).
+        A head that does not arrive within `timer.timeout` raises RequestTimeout when part
+        of it (or, on a new connection, none of it) was sent; an idle keep-alive
+        connection that simply stays quiet is closed without an answer (returns None),
+        and so is one stopped by a drain.
         """
-        with trio.move_on_after(timeout) as scope:
-            self.head_scope = scope
-            try:
-                while (event := self._event_now()) is h11.NEED_DATA:
-                    await self._wait_for_data()
-            except trio.BrokenResourceError:
+        self._head_stop = None
+        self._head_deadline = timer.watch(self)
+        try:
+            while (event := self._event_now()) is h11.NEED_DATA:
+                if self._head_stop is not None:
+                    break
+                await self._wait_for_data()
+        except trio.BrokenResourceError:
+            return None
+        finally:
+            self._head_deadline = None
+        if event is h11.NEED_DATA:
+            if self._head_stop == "drain":
                 return None
-            finally:
-                self.head_scope = None
-        if scope.cancelled_caught:
-            if self.closing:
-                return None  # the server is draining: it cancelled the wait
             if first or self.conn.trailing_data[0]:
-                raise RequestTimeout(f"request head not received within {timeout:g}s")
+                raise RequestTimeout(f"request head not received within {timer.timeout:g}s")
             return None
         if isinstance(event, h11.ConnectionClosed):
             return None
@@ -314,3 +331,49 @@ class ClientConnection:
             await self.stream.aclose()
         if scope.cancelled_caught:
             await trio.aclose_forcefully(self.stream)
+
+
+class HeadTimer:
+    """Stops waits for a request head that run past `timeout` (ClientConnection.next_request).
+
+    One task and a queue instead of a cancel scope per waiting connection: a scope costs
+    about 1 KB, and an idle keep-alive connection is always waiting for a head. Every
+    wait has the same length, so deadlines join the queue in the order they fall due.
+    """
+
+    def __init__(self, timeout: float) -> None:
+        self.timeout = timeout
+        self._queue: deque[tuple[float, ClientConnection]] = deque()
+        self._sleeping: trio.lowlevel.Task | None = None  # run(), parked on an empty queue
+
+    def watch(self, client: ClientConnection) -> float:
+        """Queue `client`'s wait; return its deadline."""
+        deadline = trio.current_time() + self.timeout
+        if math.isfinite(deadline):
+            self._queue.append((deadline, client))
+            if self._sleeping is not None:
+                task, self._sleeping = self._sleeping, None
+                trio.lowlevel.reschedule(task)
+        return deadline
+
+    async def run(self) -> None:
+        """Stop each wait at its deadline; run until cancelled."""
+        queue = self._queue
+        while True:
+            if not queue:
+                self._sleeping = trio.lowlevel.current_task()
+
+                def abort(_: object) -> trio.lowlevel.Abort:
+                    self._sleeping = None
+                    return trio.lowlevel.Abort.SUCCEEDED
+
+                await trio.lowlevel.wait_task_rescheduled(abort)
+                continue
+            deadline, client = queue[0]
+            if client._head_deadline != deadline:
+                queue.popleft()  # that wait ended (or this client waits again, later)
+            elif trio.current_time() < deadline:
+                await trio.sleep_until(deadline)
+            else:
+                queue.popleft()
+                client.stop_head_wait("timeout")

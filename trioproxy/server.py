@@ -20,7 +20,7 @@ import trio
 
 from .config import Config
 from .errors import ProxyError, error_body
-from .http1 import ClientConnection
+from .http1 import ClientConnection, HeadTimer
 from .ledger import Ledger
 from .proxy import Proxy, build_transports
 
@@ -42,9 +42,13 @@ class Server:
     proxy: Proxy
     _connections: set[ClientConnection] = field(default_factory=set)
     _nursery: trio.Nursery | None = None  # the connections' and their readers' tasks
+    _head_timer: HeadTimer = field(init=False)
     _draining: bool = False
     _all_closed: trio.Event = field(default_factory=trio.Event)
     _drained: trio.Event = field(default_factory=trio.Event)
+
+    def __post_init__(self) -> None:
+        self._head_timer = HeadTimer(self.config.timeouts.request_head)
 
     @property
     def url(self) -> str:
@@ -109,6 +113,7 @@ async def serve(config: Config, *, task_status=trio.TASK_STATUS_IGNORED) -> None
             await services.start(_hold_connections, server)
             try:
                 async with trio.open_nursery() as accepting:
+                    accepting.start_soon(server._head_timer.run, name="trioproxy head timer")
                     for listener in listeners:
                         accepting.start_soon(_accept_loop, server, listener, limiter)
                     log.info("listening on %s", server.url)
@@ -179,7 +184,7 @@ async def _run_connection(
     try:
         while not server._draining:
             try:
-                request = await client.next_request(config.timeouts.request_head, first=first)
+                request = await client.next_request(server._head_timer, first=first)
             except ProxyError as exc:
                 await client.send_error(exc, error_body("anthropic", exc.status, exc.message))
                 log.info("rejected request from %s: %s", _peer(stream), exc.message)
@@ -216,9 +221,7 @@ async def _drain(server: Server, listeners: list[trio.SocketListener]) -> None:
         await listener.aclose()
     for client in list(server._connections):
         client.closing = True  # the next response says Connection: close
-        if client.head_scope is not None:
-            # Waiting for a head: stop waiting (next_request returns None).
-            client.head_scope.cancel()
+        client.stop_head_wait("drain")  # if waiting for a head, next_request returns None
     grace = server.config.server.grace_period
     if server._connections:
         log.info("waiting up to %gs for %d connection(s)", grace, len(server._connections))
