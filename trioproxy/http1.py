@@ -10,13 +10,13 @@ from __future__ import annotations
 
 import logging
 import math
-import os
 from collections import deque
 from collections.abc import Awaitable
 
 import h11
 import trio
 
+from . import rawio
 from .errors import BadRequest, BodyTooLarge, HeadersTooLarge, ProxyError, RequestTimeout
 
 RECEIVE_SIZE = 65536
@@ -64,9 +64,7 @@ class ClientConnection:
 
     async def run_reader(self) -> None:
         """Read the client until it leaves or the connection is closed; never raises."""
-        # Raw reads on the descriptor rather than stream.receive_some: the idle reader's
-        # coroutine stack is about 1.5 KB smaller, and a wait costs no failed recv first.
-        fd = self.stream.socket.fileno()
+        sock = self.stream.socket
         discarded = 0
         try:
             while not self.gone and not self._closed:
@@ -76,16 +74,10 @@ class ClientConnection:
                     await self._park_reader()
                     continue
                 try:
-                    await trio.lowlevel.wait_readable(fd)
+                    data = await rawio.receive_some(sock, RECEIVE_SIZE)
                 except trio.ClosedResourceError:
-                    break  # aclose() closed the socket under us
-                if self._closed:
-                    break  # closed since we were woken: the descriptor may be reused
-                try:
-                    data = os.read(fd, RECEIVE_SIZE)
-                except BlockingIOError:
-                    continue
-                except OSError:
+                    break  # aclose() closed the socket
+                except trio.BrokenResourceError:
                     data = b""  # reset by the peer
                 if self._discard:
                     discarded += len(data)
@@ -245,7 +237,7 @@ class ClientConnection:
         if not data:
             return  # e.g. the end of a Content-Length body: nothing to write, no checkpoint
         try:
-            await self.stream.send_all(data)
+            await rawio.send_all(self.stream.socket, data)
         except BaseException:
             self.conn.send_failed()
             self.broken = True

@@ -16,6 +16,7 @@ import ssl
 import h11
 import trio
 
+from .. import rawio
 from ..errors import UpstreamError, UpstreamTimeout, UpstreamTLSError
 from ..headers import Headers
 from .base import Origin, tls_failure_message
@@ -31,11 +32,12 @@ _NETWORK_ERRORS = (trio.BrokenResourceError, trio.ClosedResourceError, OSError)
 
 
 class _Connection:
-    __slots__ = ("stream", "socket", "h11", "idle_since")
+    __slots__ = ("stream", "socket", "plain", "h11", "idle_since")
 
     def __init__(self, stream: trio.abc.Stream, socket: trio.socket.SocketType) -> None:
         self.stream = stream
         self.socket = socket
+        self.plain = isinstance(stream, trio.SocketStream)  # not TLS: rawio applies
         self.h11 = h11.Connection(h11.CLIENT)
         self.idle_since = 0.0
 
@@ -48,10 +50,20 @@ class _Connection:
         while True:
             event = self.h11.next_event()
             if event is h11.NEED_DATA:
-                data = await self.stream.receive_some(RECEIVE_SIZE)
-                self.h11.receive_data(data)
+                self.h11.receive_data(await self.receive_some())
                 continue
             return event
+
+    async def receive_some(self) -> bytes:
+        if self.plain:
+            return await rawio.receive_some(self.socket, RECEIVE_SIZE)
+        return await self.stream.receive_some(RECEIVE_SIZE)
+
+    async def send_all(self, data: bytes) -> None:
+        if self.plain:
+            await rawio.send_all(self.socket, data)
+        else:
+            await self.stream.send_all(data)
 
 
 class H11Response:
@@ -147,7 +159,7 @@ async def _send_while_awaiting_head(conn: _Connection, data: bytes) -> h11.Respo
     async def send() -> None:
         nonlocal sent, failed
         try:
-            await conn.stream.send_all(data)
+            await conn.send_all(data)
             sent = True
         except _NETWORK_ERRORS as exc:
             failed = exc  # upstream may still have answered: the head decides
@@ -173,7 +185,7 @@ async def _response_is_readable(conn: _Connection) -> bool:
     if conn.h11.trailing_data[0]:
         return True
     try:
-        data = await conn.stream.receive_some(RECEIVE_SIZE)
+        data = await conn.receive_some()
     except _NETWORK_ERRORS:
         return False
     if not data:
@@ -285,7 +297,7 @@ class H11Pool:
                     response = await _send_while_awaiting_head(conn, data)
                     return H11Response(response, conn, self, key)
                 try:
-                    await conn.stream.send_all(data)
+                    await conn.send_all(data)
                 except _NETWORK_ERRORS:
                     # Upstream may have answered before reading the whole body (a 401 or
                     # 413, then close): that answer is the one to relay, if it is there.
