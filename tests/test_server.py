@@ -290,3 +290,20 @@ async def test_no_task_outlives_its_connection(proxy: RunningProxy, mock: MockUp
     await trio.testing.wait_all_tasks_blocked(cushion=0.1)
     assert proxy.server.open_connections == 0
     assert nursery.child_tasks == set()
+
+
+async def test_the_head_timer_holds_only_connections_that_wait(
+    proxy: RunningProxy, mock: MockUpstream
+) -> None:
+    """Many requests leave no trace in the timer: a finished wait leaves it at once."""
+    assert proxy.server is not None
+    waiting = proxy.server._head_timer._waiting
+    stream = await connect(proxy)
+    for _ in range(20):
+        await stream.send_all(head() + BODY)
+        await read_until(stream, b'"end_turn"')
+    await trio.testing.wait_all_tasks_blocked()
+    assert len(waiting) == 1  # this idle connection, waiting for its next head
+    await stream.aclose()
+    await trio.testing.wait_all_tasks_blocked(cushion=0.1)
+    assert waiting == {}

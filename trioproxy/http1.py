@@ -3,14 +3,16 @@
 One `ClientConnection` wraps one accepted stream. One reader task per connection
 (`run_reader`) owns all reads: it feeds h11 and wakes whoever waits for the next event,
 and while a request is relayed it cancels the relay if the client leaves. Read-ahead is
-capped, so a client that keeps sending is pushed back by the kernel.
+capped, so a client that keeps sending is pushed back by the kernel. The reader ends
+when the client leaves or `aclose` closes the socket, so the server may run it beside
+the connection task rather than in a nursery of its own. Waits for a request head end
+at their deadline through one `HeadTimer` per server.
 """
 
 from __future__ import annotations
 
 import logging
 import math
-from collections import deque
 from collections.abc import Awaitable
 
 import h11
@@ -143,11 +145,6 @@ class ClientConnection:
         self._wake(self._reader)
         return self._park_consumer()
 
-    @property
-    def awaiting_head(self) -> bool:
-        """Waiting for the next request head (idle, or a head half sent)."""
-        return self._head_deadline is not None
-
     def stop_head_wait(self, why: str) -> None:
         """End the wait for a head: "timeout" (HeadTimer) or "drain" (shutdown)."""
         if self._head_deadline is not None:
@@ -173,6 +170,7 @@ class ClientConnection:
             return None
         finally:
             self._head_deadline = None
+            timer.unwatch(self)
         if event is h11.NEED_DATA:
             if self._head_stop == "drain":
                 return None
@@ -328,31 +326,36 @@ class ClientConnection:
 class HeadTimer:
     """Stops waits for a request head that run past `timeout` (ClientConnection.next_request).
 
-    One task and a queue instead of a cancel scope per waiting connection: a scope costs
-    about 1 KB, and an idle keep-alive connection is always waiting for a head. Every
-    wait has the same length, so deadlines join the queue in the order they fall due.
+    One task and an ordered dict instead of a cancel scope per waiting connection: a
+    scope costs about 1 KB, and an idle keep-alive connection is always waiting for a
+    head. Every wait has the same length, so the dict's insertion order is deadline
+    order; a wait that ends leaves it at once, so it holds only the waiting connections.
     """
 
     def __init__(self, timeout: float) -> None:
         self.timeout = timeout
-        self._queue: deque[tuple[float, ClientConnection]] = deque()
-        self._sleeping: trio.lowlevel.Task | None = None  # run(), parked on an empty queue
+        self._waiting: dict[ClientConnection, float] = {}
+        self._sleeping: trio.lowlevel.Task | None = None  # run(), parked on an empty dict
 
     def watch(self, client: ClientConnection) -> float:
-        """Queue `client`'s wait; return its deadline."""
+        """Start timing `client`'s wait; return its deadline."""
         deadline = trio.current_time() + self.timeout
         if math.isfinite(deadline):
-            self._queue.append((deadline, client))
+            self._waiting[client] = deadline
             if self._sleeping is not None:
                 task, self._sleeping = self._sleeping, None
                 trio.lowlevel.reschedule(task)
         return deadline
 
+    def unwatch(self, client: ClientConnection) -> None:
+        """`client`'s wait ended."""
+        self._waiting.pop(client, None)
+
     async def run(self) -> None:
         """Stop each wait at its deadline; run until cancelled."""
-        queue = self._queue
+        waiting = self._waiting
         while True:
-            if not queue:
+            if not waiting:
                 self._sleeping = trio.lowlevel.current_task()
 
                 def abort(_: object) -> trio.lowlevel.Abort:
@@ -361,11 +364,11 @@ class HeadTimer:
 
                 await trio.lowlevel.wait_task_rescheduled(abort)
                 continue
-            deadline, client = queue[0]
-            if client._head_deadline != deadline:
-                queue.popleft()  # that wait ended (or this client waits again, later)
-            elif trio.current_time() < deadline:
+            client, deadline = next(iter(waiting.items()))
+            if trio.current_time() < deadline:
+                # If this wait ends meanwhile, the next one's deadline is later: waking
+                # early only means looking again.
                 await trio.sleep_until(deadline)
             else:
-                queue.popleft()
+                del waiting[client]
                 client.stop_head_wait("timeout")
