@@ -822,12 +822,11 @@ async def test_shutdown_refuses_new_connections_and_lets_a_stream_finish(
     assert tokens(row) == ANTHROPIC_TOKENS
 
 
-async def test_shutdown_cuts_a_stream_still_running_at_the_end_of_grace(
-    nursery: trio.Nursery, mock: MockUpstream, tmp_path: Path, transport: str,
-    clock: trio.testing.MockClock,
-) -> None:
-    proxy = await start_proxy(nursery, tmp_path, mock.url, transport=transport,
-                              server={"grace_period": "2s"})
+async def _held_stream_cut_by_shutdown(
+    nursery: trio.Nursery, proxy: RunningProxy, mock: MockUpstream, *, abort: bool
+) -> float:
+    """Start a held stream, shut the proxy down (then abort it, if `abort`), and return
+    how long after shutdown began the client saw the stream cut."""
     stopped = trio.Event()
 
     async def stop() -> None:
@@ -843,12 +842,26 @@ async def test_shutdown_cuts_a_stream_still_running_at_the_end_of_grace(
                 await anext(chunks)
                 start = trio.current_time()
                 nursery.start_soon(stop)
+                if abort:
+                    await trio.testing.wait_all_tasks_blocked()
+                    assert not stopped.is_set()  # draining: the stream may still finish
+                    proxy.server.abort()
                 with pytest.raises(httpx.RemoteProtocolError):
                     async for _ in chunks:
                         pass
                 cut_after = trio.current_time() - start
         await stopped.wait()
         await mock.disconnect_seen.wait()  # and the upstream request was closed
+    return cut_after
+
+
+async def test_shutdown_cuts_a_stream_still_running_at_the_end_of_grace(
+    nursery: trio.Nursery, mock: MockUpstream, tmp_path: Path, transport: str,
+    clock: trio.testing.MockClock,
+) -> None:
+    proxy = await start_proxy(nursery, tmp_path, mock.url, transport=transport,
+                              server={"grace_period": "2s"})
+    cut_after = await _held_stream_cut_by_shutdown(nursery, proxy, mock, abort=False)
     assert cut_after == 2.0
     [row] = proxy.rows()
     assert (row["outcome"], row["status"], row["stream"]) == ("cancelled", 200, 1)
@@ -860,30 +873,7 @@ async def test_abort_during_a_drain_cuts_the_stream_at_once_and_keeps_its_row(
 ) -> None:
     """A second signal (server.abort) does not wait out the grace period."""
     proxy = await start_proxy(nursery, tmp_path, mock.url, server={"grace_period": "30s"})
-    stopped = trio.Event()
-
-    async def stop() -> None:
-        await proxy.stop()
-        stopped.set()
-
-    with trio.fail_after(60):
-        async with httpx.AsyncClient(base_url=proxy.url, timeout=60) as client:
-            async with client.stream("POST", "/v1/messages",
-                                     json={**ANTHROPIC_ARGS, "stream": True},
-                                     headers={"x-mock-hold": "1"}) as response:
-                chunks = response.aiter_raw()
-                await anext(chunks)
-                start = trio.current_time()
-                nursery.start_soon(stop)
-                await trio.testing.wait_all_tasks_blocked()
-                assert not stopped.is_set()  # draining: the stream may still finish
-                proxy.server.abort()
-                with pytest.raises(httpx.RemoteProtocolError):
-                    async for _ in chunks:
-                        pass
-                took = trio.current_time() - start
-        await stopped.wait()
-        await mock.disconnect_seen.wait()
+    took = await _held_stream_cut_by_shutdown(nursery, proxy, mock, abort=True)
     assert took < 1  # not the 30 s grace period
     [row] = proxy.rows()
     assert (row["outcome"], row["status"], row["stream"]) == ("cancelled", 200, 1)
