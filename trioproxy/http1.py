@@ -14,6 +14,7 @@ from __future__ import annotations
 import logging
 import math
 from collections.abc import Awaitable
+from dataclasses import dataclass
 
 import h11
 import trio
@@ -35,6 +36,16 @@ def _raise_protocol_error(exc: h11.RemoteProtocolError) -> None:
     # its first words ("illegal header line", "illegal chunk header", ...).
     what = str(exc).split(":", 1)[0][:80]
     raise BadRequest(f"malformed HTTP request ({what})") from exc
+
+
+@dataclass(slots=True)
+class RequestHead:
+    """A request head as the client sent it, its header names lowercased."""
+
+    method: bytes
+    target: bytes
+    headers: list[tuple[bytes, bytes]]  # a plain list: read several times per request
+    content_length: int | None  # None when the body is chunked or absent
 
 
 class ClientConnection:
@@ -151,7 +162,7 @@ class ClientConnection:
             self._head_stop = why
             self._wake(self._consumer)
 
-    async def next_request(self, timer: HeadTimer, *, first: bool) -> h11.Request | None:
+    async def next_request(self, timer: HeadTimer, *, first: bool) -> RequestHead | None:
         """The next request head, or None if the client closed cleanly between requests.
 
         A head that does not arrive within `timer.timeout` raises RequestTimeout when part
@@ -181,21 +192,23 @@ class ClientConnection:
             return None
         if not isinstance(event, h11.Request):  # pragma: no cover - h11 guarantees Request first
             raise BadRequest(f"expected a request, got {type(event).__name__}")
+        # h11's Headers is a Sequence whose items are built per access: one copy to a
+        # plain list (raw_items is a list already) serves every later look-up.
+        headers = [(name.lower(), value) for name, value in event.headers.raw_items()]
         # h11 caps only a head still incomplete; one that arrived whole is measured here.
         size = len(event.method) + len(event.target) + 12
-        for name, value in event.headers:
+        content_length = None
+        for name, value in headers:
             size += len(name) + len(value) + 4
+            if name == b"content-length":
+                content_length = int(value)  # h11 validated it
         if size > self.max_header_size:
             raise HeadersTooLarge("request headers are larger than limits.max_header_size")
-        return event
+        return RequestHead(event.method, event.target, headers, content_length)
 
-    async def read_body(self, request: h11.Request, *, max_size: int, timeout: float) -> bytes:
+    async def read_body(self, request: RequestHead, *, max_size: int, timeout: float) -> bytes:
         """The whole request body, enforcing `max_size` while reading (RFC 9110 §15.5.14)."""
-        length = None
-        for name, value in request.headers:
-            if name == b"content-length":
-                length = int(value)  # h11 already validated it
-                break
+        length = request.content_length
         if length is not None and length > max_size:
             raise BodyTooLarge(
                 f"request body of {length} bytes is over the {max_size} byte limit"

@@ -6,13 +6,12 @@ import logging
 import time
 from collections.abc import Callable
 
-import h11
 import trio
 
 from . import headers as hdr
 from .config import Config
 from .errors import NoRoute, ProxyError, error_body, flavour_for_path
-from .http1 import ClientConnection
+from .http1 import ClientConnection, RequestHead
 from .optimizing import applies, optimize_body, optimize_options
 from .relay import Exchange, Relay
 from .routes import RouteTable
@@ -94,7 +93,7 @@ class Proxy:
         self._record = record
         self._hash_key = hash_key
 
-    async def handle(self, client: ClientConnection, request: h11.Request) -> None:
+    async def handle(self, client: ClientConnection, request: RequestHead) -> None:
         """Answer one request on `client`. Never raises for a proxy-level error: the client
         gets a status and an API-shaped JSON body, and the ledger gets a row."""
         started = trio.current_time()
