@@ -499,6 +499,12 @@ URL_EXPECTED = "expected an http:// or https:// URL such as 'https://api.openai.
         ({"prefix": "/", "upstream": "http://u:p@x"},
          "config.toml:routes[0].upstream: must not contain credentials; clients send their own"
          " auth headers, got 'http://u:p@x'"),
+        ({"prefix": "/", "upstream": "http://a b"},
+         "config.toml:routes[0].upstream: must not contain spaces or control characters,"
+         " got 'http://a b'"),
+        ({"prefix": "/", "upstream": "http://a\x7fb"},
+         "config.toml:routes[0].upstream: must not contain spaces or control characters,"
+         " got 'http://a\\x7fb'"),
         ({"prefix": "/", "upstream": "http://x:99999"},
          "config.toml:routes[0].upstream: has an invalid port, expected 1 to 65535,"
          " got 'http://x:99999'"),

@@ -325,8 +325,9 @@ def parse_upstream_url(url: object) -> tuple[str, str, int, str, str]:
             "must not contain credentials; clients send their own auth headers,"
             f" got {_show(url)}"
         )
-    if any(c.isspace() for c in url):
-        raise _Invalid(f"must not contain spaces, got {_show(url)}")
+    # The host goes into every upstream request's Host header, which is not re-checked.
+    if any(c.isspace() or not c.isprintable() for c in url):
+        raise _Invalid(f"must not contain spaces or control characters, got {_show(url)}")
     host = parts.hostname or ""
     if not host:
         raise _Invalid(f"{expected} (with a host), got {_show(url)}")

@@ -256,15 +256,16 @@ class ClientConnection:
 
     async def send_head(
         self, status: int, headers: list[tuple[bytes, bytes]], reason: bytes = b"",
-        first_chunk: bytes = b"",
+        first_chunk: bytes = b"", *, checked: bool = False,
     ) -> None:
         """Send the response head, and `first_chunk` of the body in the same write; the
-        rest follows through `send_data` and `send_end`."""
+        rest follows through `send_data` and `send_end`. `checked` says h11 parsed the
+        headers and reason already, so they need no second check."""
         self.response_started = True
         if self.closing:
             headers = [*headers, (b"connection", b"close")]
         await self._send(
-            h11.Response(status_code=status, headers=headers, reason=reason),
+            h11.Response(status_code=status, headers=headers, reason=reason, _parsed=checked),
             h11.Data(data=first_chunk) if first_chunk else None,
         )
 

@@ -220,7 +220,7 @@ class Relay:
         chunk = response.receive_nowait()
         await client.send_head(
             response.status, hdr.response_headers(response.headers), response.reason,
-            chunk or b"",
+            chunk or b"", checked=response.headers_checked,
         )
         while True:
             if chunk:

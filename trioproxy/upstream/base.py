@@ -25,6 +25,9 @@ class UpstreamResponse(Protocol):
     status: int
     reason: bytes
     headers: Headers
+    # True when h11 parsed the head, so its names and values are known to be valid
+    # HTTP and need no second check when sent on to the client.
+    headers_checked: bool
 
     async def receive_some(self) -> bytes:
         """The next body chunk as upstream framed it; b"" once the body is complete."""
@@ -41,6 +44,9 @@ class UpstreamResponse(Protocol):
 
 class Transport(Protocol):
     """Sends one request upstream and returns once the response head arrived.
+
+    The method, target and headers must be valid HTTP already, as the relay's are: the
+    client's as h11 read them, and the proxy's own (a transport need not check them).
 
     Raises UpstreamError (unreachable, TLS, protocol) or UpstreamTimeout (connect).
     """

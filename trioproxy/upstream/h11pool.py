@@ -71,6 +71,8 @@ class H11Response:
 
     __slots__ = ("status", "reason", "headers", "_conn", "_pool", "_key", "_done")
 
+    headers_checked = True  # h11's parser checked every name and value
+
     def __init__(
         self, response: h11.Response, conn: _Connection, pool: H11Pool, key: tuple
     ) -> None:
@@ -280,7 +282,9 @@ class H11Pool:
     ) -> H11Response:
         """Send one request and return once the response head arrived."""
         key = (origin.scheme, origin.host, origin.port)
-        request = h11.Request(method=method, target=target, headers=headers)
+        # _parsed skips h11's per-header regex checks, 4% of a small request's
+        # instructions; the Transport contract says the headers are valid already.
+        request = h11.Request(method=method, target=target, headers=headers, _parsed=True)
         while True:
             conn = self._take(key)
             reused = conn is not None

@@ -21,6 +21,8 @@ class HttpxResponse:
 
     __slots__ = ("status", "reason", "headers", "_response", "_chunks")
 
+    headers_checked = False  # h2 and httpx accept values that h11 would refuse to send
+
     def __init__(self, response: httpx.Response) -> None:
         self.status = response.status_code
         self.reason = response.reason_phrase.encode("latin-1")
