@@ -14,6 +14,7 @@ from typing import Any
 
 import orjson
 
+from . import fastjson
 from .config import OptimizeConfig
 from .optimize import OptimizeOptions, optimize_request
 from .usage.record import RewriteRecord
@@ -75,20 +76,17 @@ def optimize_body(
     return _dumps(new), record
 
 
-# orjson decodes and encodes a 200 KB request in about 0.2 ms where the json module takes
-# 0.8 to 1 ms (benchmarks/optimize_bench.py measures the whole rewrite). It refuses what
-# JSON allows but UTF-8 cannot hold (a lone surrogate escape) and integers beyond 64 bits:
-# those rare bodies go through the json module.
+# orjson encodes a 200 KB request in a fraction of the json module's time
+# (benchmarks/optimize_bench.py measures the whole rewrite). It refuses what JSON allows
+# but UTF-8 cannot hold (a lone surrogate escape) and integers beyond 64 bits: those
+# rare bodies go through the json module.
 
 
 def _loads(body: bytes) -> Any:
     try:
-        return orjson.loads(body)
-    except orjson.JSONDecodeError:
-        try:
-            return json.loads(body)
-        except ValueError:
-            return None
+        return fastjson.loads(body)
+    except ValueError:
+        return None
 
 
 def _dumps(obj: Any) -> bytes:

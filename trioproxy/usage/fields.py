@@ -7,9 +7,10 @@ extractor can never raise on an odd body.
 
 from __future__ import annotations
 
-import json
 import re
 from typing import Any
+
+from trioproxy import fastjson
 
 JSONObject = dict[str, Any]
 
@@ -21,7 +22,7 @@ class MalformedEvent(ValueError):
 def loads_object(text: str | bytes) -> JSONObject:
     """Decode text that must hold a JSON object; raise MalformedEvent otherwise."""
     try:
-        value = json.loads(text)
+        value = fastjson.loads(text)
     except (ValueError, RecursionError) as exc:  # JSONDecodeError, bad UTF-8, huge ints
         raise MalformedEvent(f"bad JSON: {exc}") from None
     if not isinstance(value, dict):
