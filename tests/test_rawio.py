@@ -109,3 +109,30 @@ async def test_both_are_cancellation_points() -> None:
     assert await rawio.receive_some(b, 100) == b"x"  # so the byte is still there
     a.close()
     b.close()
+
+
+async def test_a_read_after_yield_takes_what_the_other_tasks_let_arrive() -> None:
+    a, b = await pair()
+    got: list[bytes] = []
+
+    async def answer() -> None:
+        await rawio.send_all(a, b"answer")  # runs while the reader yields
+
+    async def reader() -> None:
+        got.append(await rawio.receive_some_after_yield(b, 100))
+        got.append(await rawio.receive_some_after_yield(b, 100))  # nothing there: waits
+
+    async with trio.open_nursery() as nursery:
+        nursery.start_soon(reader)
+        nursery.start_soon(answer)
+        await trio.testing.wait_all_tasks_blocked()
+        assert got == [b"answer"]
+        a.close()
+    assert got == [b"answer", b""]
+    with trio.CancelScope() as scope:
+        scope.cancel()
+        await rawio.receive_some_after_yield(b, 100)
+    assert scope.cancelled_caught  # a cancellation point like the others
+    b.close()
+    with pytest.raises(trio.ClosedResourceError):
+        await rawio.receive_some_after_yield(b, 100)
