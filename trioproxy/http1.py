@@ -218,7 +218,7 @@ class ClientConnection:
             await self._send(h11.InformationalResponse(status_code=100, headers=[]))
         parts: list[bytes] = []
         size = 0
-        deadline = trio.current_time() + timeout if math.isfinite(timeout) else math.inf
+        deadline = None  # set at the first wait: most bodies arrive with their head
         while True:
             try:
                 event = self._event_now()
@@ -227,6 +227,8 @@ class ClientConnection:
             if event is h11.NEED_DATA:
                 # A small body usually came with its head: a deadline scope is only
                 # needed when there is something to wait for.
+                if deadline is None:
+                    deadline = trio.current_time() + timeout if math.isfinite(timeout) else math.inf
                 with trio.move_on_at(deadline) as scope:
                     await self._wait_for_data()
                 if scope.cancelled_caught:

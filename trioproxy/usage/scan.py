@@ -103,12 +103,15 @@ def make_scanner(
         return None
     if not stream and media_type != "application/json" and not media_type.endswith("+json"):
         return None
-    # Codings are listed in the order applied (RFC 9110 section 8.4); identity is a no-op.
-    codings = [c.strip() for c in (content_encoding or "").lower().split(",")]
-    codings = [c for c in codings if c not in ("", "identity")]
-    if len(codings) > 1 or (codings and codings[0] not in SUPPORTED):
-        return DisabledScanner(f"unsupported content-encoding: {content_encoding}")
-    inflater = Inflater(codings[0]) if codings else None
+    inflater = None
+    if content_encoding:
+        # Codings are listed in the order applied (RFC 9110 section 8.4); identity is a
+        # no-op.
+        codings = [c.strip() for c in content_encoding.lower().split(",")]
+        codings = [c for c in codings if c not in ("", "identity")]
+        if len(codings) > 1 or (codings and codings[0] not in SUPPORTED):
+            return DisabledScanner(f"unsupported content-encoding: {content_encoding}")
+        inflater = Inflater(codings[0]) if codings else None
     if endpoint.stream is not None and stream:
         return SSEScanner(endpoint.stream(), inflater)
     return JSONScanner(endpoint.body, inflater)
