@@ -120,6 +120,44 @@ def cpu_seconds(pid: int) -> float:
     return total / CLK_TCK
 
 
+def cpu_busy_share(cpu: int, window: float) -> float:
+    """Share of `cpu`'s time spent busy (not idle, not waiting on I/O) over `window` s."""
+
+    def sample() -> tuple[int, int]:
+        with open("/proc/stat") as f:
+            for line in f:
+                if line.startswith(f"cpu{cpu} "):
+                    ticks = [int(x) for x in line.split()[1:]]
+                    return sum(ticks), ticks[3] + ticks[4]  # total, idle + iowait
+        return 0, 0
+
+    total0, idle0 = sample()
+    time.sleep(window)
+    total1, idle1 = sample()
+    total = total1 - total0
+    return 1 - (idle1 - idle0) / total if total > 0 else 0.0
+
+
+def settle(cfg: Cfg, *, quiet: float = 0.05, max_wait: float = 20.0) -> float:
+    """Wait until the proxies' core is quiet; return the seconds waited.
+
+    A target may go on working after its load ends (LiteLLM does, for seconds): that
+    work must not be measured against the next target on the same core.
+    """
+    if not cfg.procs.pin:
+        return 0.0
+    start = time.monotonic()
+    while time.monotonic() - start < max_wait:
+        if cpu_busy_share(0, 0.25) <= quiet:
+            break
+    waited = time.monotonic() - start
+    if waited >= max_wait:
+        log(f"CPU 0 still busy after {max_wait:g} s; measuring anyway")
+    elif waited >= 1.0:
+        log(f"waited {waited:.1f} s for CPU 0 to go quiet")
+    return waited
+
+
 def rss_mb(pid: int) -> float:
     total = 0
     for p in tree_pids(pid):
@@ -798,7 +836,9 @@ def _run(cfg: Cfg, targets: list[str], result: dict) -> bool:
     # figures a and b, interleaved across targets, repeated
     for rep in range(cfg.repeats if {"a", "b"} & cfg.figures else 0):
         for name, t in live.items():
+            settle(cfg)
             a = http_load(cfg, t, 50, cfg.tput_s)
+            settle(cfg)
             b = http_load(cfg, t, 1, cfg.lat_s)
             res[name]["tput"].append(a)
             res[name]["lat1"].append(b)
@@ -811,6 +851,7 @@ def _run(cfg: Cfg, targets: list[str], result: dict) -> bool:
     sse_targets = {n: t for n, t in live.items() if t.sse_port}
     for rep in range(cfg.repeats if "c" in cfg.figures else 0):
         for name, t in sse_targets.items():
+            settle(cfg)
             r = sse_run(cfg, t, cfg.sse_streams, cfg.sse_conc, 50, 20)
             res[name].setdefault("sse", []).append(
                 {
