@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from pathlib import Path
 from typing import Any
 
 import anthropic
@@ -11,7 +12,7 @@ import openai
 import pytest
 import trio
 
-from tests.conftest import RunningProxy
+from tests.conftest import RunningProxy, proxy_config
 from tests.mock_upstream import (
     ANTHROPIC_USAGE,
     EMBEDDINGS_USAGE,
@@ -234,6 +235,25 @@ async def test_client_key_hash_is_stable_per_key(proxy: RunningProxy, mock: Mock
     hashes = [row["client_key_hash"] for row in proxy.rows()]
     assert hashes[0] == hashes[2] != hashes[1]
     assert hashes[3] is None
+
+
+async def test_a_refused_request_names_its_key_in_the_ledger(
+    nursery: trio.Nursery, mock: MockUpstream, tmp_path: Path
+) -> None:
+    config = proxy_config(tmp_path, mock.url, limits={"max_body_size": 100})
+    proxy = await RunningProxy(config).start(nursery)
+    async with httpx.AsyncClient(base_url=proxy.url) as client:
+        refused = await client.post(
+            "/v1/messages", content=b"x" * 101, headers={"x-api-key": "sk-big"}
+        )
+        relayed = await client.post("/v1/messages", json=MESSAGES, headers={"x-api-key": "sk-big"})
+    assert (refused.status_code, relayed.status_code) == (413, 200)
+    assert len(mock.requests) == 1  # the refused request never went upstream
+    await proxy.stop()
+    refused_row, relayed_row = proxy.rows()
+    assert refused_row["outcome"] == "client_error"
+    assert refused_row["client_key_hash"] == relayed_row["client_key_hash"]
+    assert refused_row["client_key_hash"].startswith("k_")
 
 
 @pytest.mark.parametrize("method", ["GET", "DELETE", "PUT", "HEAD", "OPTIONS"])
