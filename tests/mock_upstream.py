@@ -1116,6 +1116,19 @@ class _Connection:
             raise
 
 
+async def answer_on_head(stream: trio.SocketStream, status_line: bytes, body: bytes,
+                         extra_headers: bytes = b"") -> None:
+    """Answer with a JSON `body` as soon as a request head has arrived, without reading
+    the request body (an upstream that refuses a large upload early)."""
+    data = b""
+    while b"\r\n\r\n" not in data:
+        data += await stream.receive_some(65536)
+    await stream.send_all(
+        b"HTTP/1.1 " + status_line + b"\r\ncontent-type: application/json\r\n" + extra_headers
+        + b"content-length: " + str(len(body)).encode() + b"\r\n\r\n" + body
+    )
+
+
 class MockUpstream:
     """The mock Anthropic + OpenAI server. Start it with ``await nursery.start(mock.run)``."""
 

@@ -33,7 +33,7 @@ from tests.conftest import (
     post_plain_and_streamed,
     proxy_config,
 )
-from tests.mock_upstream import ANTHROPIC_USAGE, OUTPUT_DELTAS, MockUpstream
+from tests.mock_upstream import ANTHROPIC_USAGE, OUTPUT_DELTAS, MockUpstream, answer_on_head
 
 TIMEOUT = 10  # bound on each test (virtual seconds under the clock fixture)
 MESSAGES_BODY = json.dumps(ANTHROPIC_ARGS).encode()
@@ -457,14 +457,8 @@ async def test_504_when_upstream_sends_no_head_in_time(
 
 async def early_413_then_silence(stream: trio.SocketStream) -> None:
     """Answers 413 as soon as the head arrives, then neither reads the body nor closes."""
-    data = b""
-    while b"\r\n\r\n" not in data:
-        data += await stream.receive_some(65536)
     body = b'{"type":"error","error":{"type":"request_too_large","message":"too big"}}'
-    await stream.send_all(
-        b"HTTP/1.1 413 Payload Too Large\r\ncontent-type: application/json\r\n"
-        b"content-length: " + str(len(body)).encode() + b"\r\n\r\n" + body
-    )
+    await answer_on_head(stream, b"413 Payload Too Large", body)
     await trio.sleep_forever()
 
 

@@ -11,7 +11,7 @@ import trio
 import trio.testing
 
 from tests.conftest import RunningProxy, proxy_config
-from tests.mock_upstream import MockUpstream
+from tests.mock_upstream import MockUpstream, answer_on_head
 
 BODY = json.dumps({"model": "claude-sonnet-4-6", "max_tokens": 5,
                    "messages": [{"role": "user", "content": "hi"}]}).encode()
@@ -189,14 +189,8 @@ async def test_read_ahead_during_a_relay_is_bounded(
 
 async def early_401_upstream(stream: trio.SocketStream) -> None:
     """Answers 401 as soon as the head arrives, without reading the body, then closes."""
-    data = b""
-    while b"\r\n\r\n" not in data:
-        data += await stream.receive_some(65536)
     body = b'{"type":"error","error":{"type":"authentication_error","message":"bad key"}}'
-    await stream.send_all(
-        b"HTTP/1.1 401 Unauthorized\r\ncontent-type: application/json\r\n"
-        b"connection: close\r\ncontent-length: " + str(len(body)).encode() + b"\r\n\r\n" + body
-    )
+    await answer_on_head(stream, b"401 Unauthorized", body, b"connection: close\r\n")
     await stream.aclose()
 
 
