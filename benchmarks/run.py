@@ -38,11 +38,13 @@ ALL_TARGETS = [
     "trioproxy",
     "trioproxy-noledger",
     "trioproxy-httpx",
+    "floor",
     "nginx",
     "litellm",
     "portkey",
 ]
 TRIO_TARGETS = {"trioproxy", "trioproxy-noledger", "trioproxy-httpx"}
+SMOKE_TARGETS = ("direct", "trioproxy", "floor")
 JSON_REPLY = (
     '{"id":"chatcmpl-bench","object":"chat.completion","created":1700000000,'
     '"model":"gpt-4o-mini","choices":[{"index":0,"message":{"role":"assistant",'
@@ -361,6 +363,20 @@ flavour = "openai"
         procs.stop(p)
         return Target(name, unavailable=f"did not start: {procs.tail(name, 200)!r}")
     return Target(name, port, "/v1/chat/completions", port, "/sse/v1/chat/completions", proc=p)
+
+
+def start_floor(procs: Procs, json_port: int, sse_port: int) -> Target:
+    """The bare Trio + h11 proxy (floor_proxy.py), pinned like trioproxy."""
+    p1, p2 = free_port(), free_port()
+    p = procs.start(
+        "floor",
+        [PY, "-m", "benchmarks.floor_proxy", f"{p1}:{json_port}", f"{p2}:{sse_port}"],
+        cpu=0,
+        cwd=ROOT,
+    )
+    if not (wait_port(p1, 10, p) and wait_port(p2, 10, p)):
+        return Target("floor", unavailable=f"did not start: {procs.tail('floor', 200)!r}")
+    return Target("floor", p1, "/v1/chat/completions", p2, "/v1/chat/completions", proc=p)
 
 
 def start_nginx_proxy(procs: Procs, workdir: Path, json_port: int, sse_port: int) -> Target:
@@ -702,7 +718,7 @@ def run_suite(args: argparse.Namespace) -> int:
         ALL_TARGETS if not args.only else [n.strip() for n in args.only.split(",") if n.strip()]
     )
     if args.smoke:
-        targets = [n for n in targets if n in ("direct", "trioproxy")] or ["direct", "trioproxy"]
+        targets = [n for n in targets if n in SMOKE_TARGETS] or list(SMOKE_TARGETS)
     if "direct" not in targets:
         targets = ["direct", *targets]
     unknown = set(targets) - set(ALL_TARGETS)
@@ -804,6 +820,8 @@ def _run(cfg: Cfg, targets: list[str], result: dict) -> bool:
             )
         if name in TRIO_TARGETS:
             return start_trioproxy(procs, workdir, name, json_port, sse_port)
+        if name == "floor":
+            return start_floor(procs, json_port, sse_port)
         if name == "nginx":
             return start_nginx_proxy(procs, workdir, json_port, sse_port)
         if name == "litellm":
@@ -822,8 +840,8 @@ def _run(cfg: Cfg, targets: list[str], result: dict) -> bool:
             continue
         live[name] = t
         res[name] = {"tput": [], "lat1": []}
-    if "trioproxy" in targets and "trioproxy" not in live and cfg.mode == "smoke":
-        return False
+    if cfg.mode == "smoke" and any(n not in live for n in targets if n != "direct"):
+        return False  # our own code (trioproxy, the floor) did not run
 
     # warm-up
     for name, t in live.items():
@@ -998,6 +1016,45 @@ def summarize(result: dict) -> dict:
     return s
 
 
+def floor_lines(result: dict, s: dict) -> list[str]:
+    """Each trioproxy variant against the bare Trio + h11 proxy measured in the same run."""
+    f = s.get("floor")
+    if not f:
+        return []
+    d = s.get("direct", {})
+    caps = {k: v["capacity"] for k, v in result["targets"].items() if "capacity" in v}
+    f_cpu = caps.get("floor", {}).get("cpu_us_per_event")
+
+    def added(row: dict, k: str):
+        return row[k] - d[k] if row.get(k) is not None and d.get(k) is not None else None
+
+    def diff_us(a, b):
+        return fmt((a - b) * 1000, 0, " µs") if a is not None and b is not None else "–"
+
+    out = [
+        "",
+        "## Against the floor: a bare Trio + h11 proxy (`benchmarks/floor_proxy.py`), same run",
+        "",
+        "The floor does only what any Trio + h11 proxy must (no deadlines, disconnect watch,"
+        " usage scan, ledger or error answers); the gap is what trioproxy's job costs.",
+        "",
+        "| target | req/s vs floor | added p50 − floor's | added p99 − floor's | CPU µs/event (figure 4) vs floor's |",
+        "| --- | ---: | ---: | ---: | ---: |",
+        f"| floor | {fmt(f['rps'])} req/s | {fmt(added(f, 'p50'), 3)} ms | {fmt(added(f, 'p99'), 3)} ms "
+        f"| {fmt(f_cpu, 1)} |",
+    ]
+    for name, row in s.items():
+        if name not in TRIO_TARGETS:
+            continue
+        cpu = caps.get(name, {}).get("cpu_us_per_event")
+        share = f"{row['rps'] / f['rps'] * 100:.0f}%" if row.get("rps") and f.get("rps") else "–"
+        out.append(
+            f"| {name} | {share} | {diff_us(added(row, 'p50'), added(f, 'p50'))} "
+            f"| {diff_us(added(row, 'p99'), added(f, 'p99'))} | {fmt(cpu, 1)} vs {fmt(f_cpu, 1)} |"
+        )
+    return out
+
+
 def render(result: dict) -> str:
     m = result["machine"]
     s = summarize(result)
@@ -1078,6 +1135,7 @@ def render(result: dict) -> str:
             out.append(
                 f"| {name} | {c['held']} | {fmt(c['cpu_us_per_event'], 1)} | {fmt(last.get('late_max'), 1)} | {steps} |"
             )
+    out += floor_lines(result, s)
     rss = {k: v["rss"] for k, v in result["targets"].items() if "rss" in v}
     if rss:
         out += [
