@@ -1177,7 +1177,8 @@ def main(argv: list[str] | None = None) -> int:
     g.add_argument(
         "--smoke",
         action="store_true",
-        help="CI: direct + trioproxy, no installs, no pinning, ~10 s; fails only if nothing runs",
+        help="CI: direct, trioproxy and the floor, no installs, no pinning, ~17 s;"
+        " fails only if trioproxy or the floor does not run",
     )
     ap.add_argument(
         "--only", help=f"comma-separated targets ({','.join(ALL_TARGETS)}); direct always runs"

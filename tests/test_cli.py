@@ -209,6 +209,21 @@ async def test_systemd_ready_once_listening_and_stopping_on_sigterm(
     assert "SIGTERM: draining" in proc.stderr()
 
 
+async def test_run_leaves_startup_objects_out_of_garbage_collections(
+    mock: MockUpstream, tmp_path: Path
+) -> None:
+    # A full collection walks every tracked object; what exists at startup lives as long
+    # as the process, so `run` freezes it (gc.freeze) before it says it is ready.
+    async with proxy_process(tmp_path, "--upstream", mock.url, "--log-level", "debug",
+                             "--ledger", str(tmp_path / "l.db")) as proc:
+        with trio.fail_after(TIMEOUT):
+            status = await proc.terminate()
+    assert status == 0, proc.stderr()
+    [line] = [line for line in proc.stderr().splitlines() if "gc.freeze()" in line]
+    frozen = int(line.split("gc.freeze(): ", 1)[1].split()[0])
+    assert frozen > 10_000, line  # the modules alone hold tens of thousands
+
+
 async def test_run_on_a_port_in_use_exits_1_with_one_line(tmp_path: Path) -> None:
     with socket.socket() as busy:
         busy.bind(("127.0.0.1", 0))

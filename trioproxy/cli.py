@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import gc
 import json
 import logging
 import os
@@ -90,6 +91,12 @@ async def _run(config: Config) -> None:
                 raise ListenError(error) from exc
             for route in config.routes:
                 log.info("route %s -> %s (%s)", route.prefix, route.upstream, route.flavour)
+            # What exists now (modules, config, sockets, the ledger) lives as long as the
+            # process: out of the cyclic collector's reach, a full collection no longer
+            # walks it, which took about 9 ms each time on a small proxy (issue 3).
+            gc.freeze()
+            log.debug("gc.freeze(): %d startup objects left out of collections",
+                      gc.get_freeze_count())
             systemd.notify("READY=1")
             nursery.start_soon(
                 _handle_signals, signals, serve_scope, server, config.server.grace_period
