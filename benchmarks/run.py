@@ -997,6 +997,11 @@ def ratio(a, b) -> str:
     return f"{r:.2f}×" if abs(r) >= 0.1 else f"{r:.2g}×"
 
 
+def minus(a, b):
+    """a - b, or None when either is missing."""
+    return a - b if a is not None and b is not None else None
+
+
 def summarize(result: dict) -> dict:
     s = {}
     for name, r in result["targets"].items():
@@ -1016,20 +1021,20 @@ def summarize(result: dict) -> dict:
     return s
 
 
-def floor_lines(result: dict, s: dict) -> list[str]:
+def floor_lines(s: dict, caps: dict) -> list[str]:
     """Each trioproxy variant against the bare Trio + h11 proxy measured in the same run."""
     f = s.get("floor")
     if not f:
         return []
     d = s.get("direct", {})
-    caps = {k: v["capacity"] for k, v in result["targets"].items() if "capacity" in v}
     f_cpu = caps.get("floor", {}).get("cpu_us_per_event")
 
     def added(row: dict, k: str):
-        return row[k] - d[k] if row.get(k) is not None and d.get(k) is not None else None
+        return minus(row.get(k), d.get(k))
 
     def diff_us(a, b):
-        return fmt((a - b) * 1000, 0, " µs") if a is not None and b is not None else "–"
+        diff = minus(a, b)
+        return fmt(diff * 1000, 0, " µs") if diff is not None else "–"
 
     out = [
         "",
@@ -1089,13 +1094,8 @@ def render(result: dict) -> str:
                 f"| {row['tput_errors']} | {fmt(add50, 3)} (abs) | {fmt(add99, 3)} (abs) | – | {row['client']} |"
             )
             continue
-        add50 = (
-            row["p50"] - d["p50"] if row["p50"] is not None and d.get("p50") is not None else None
-        )
-        add99 = (
-            row["p99"] - d["p99"] if row["p99"] is not None and d.get("p99") is not None else None
-        )
-        n50 = n["p50"] - d["p50"] if n.get("p50") is not None and d.get("p50") is not None else None
+        add50, add99 = minus(row["p50"], d.get("p50")), minus(row["p99"], d.get("p99"))
+        n50 = minus(n.get("p50"), d.get("p50"))
         out.append(
             f"| {name} | {fmt(row['rps'])} | {ratio(row['rps'], d.get('rps'))} | {ratio(row['rps'], n.get('rps'))} "
             f"| {row['tput_errors']} | {fmt(add50, 3)} | {fmt(add99, 3)} | {ratio(add50, n50) if name != 'nginx' else '1.00×'} | {row['client']} |"
@@ -1113,7 +1113,7 @@ def render(result: dict) -> str:
                 continue
 
             def add(k):
-                return row[k] - d[k] if row.get(k) is not None and d.get(k) is not None else None
+                return minus(row.get(k), d.get(k))
 
             out.append(
                 f"| {name} | {fmt(row['ttfb_p50'], 3)} | {fmt(row['ttfb_p99'], 3)} | {fmt(add('ttfb_p50'), 3)} "
@@ -1135,7 +1135,7 @@ def render(result: dict) -> str:
             out.append(
                 f"| {name} | {c['held']} | {fmt(c['cpu_us_per_event'], 1)} | {fmt(last.get('late_max'), 1)} | {steps} |"
             )
-    out += floor_lines(result, s)
+    out += floor_lines(s, caps)
     rss = {k: v["rss"] for k, v in result["targets"].items() if "rss" in v}
     if rss:
         out += [

@@ -93,7 +93,7 @@ async def _run(config: Config) -> None:
                 log.info("route %s -> %s (%s)", route.prefix, route.upstream, route.flavour)
             # What exists now (modules, config, sockets, the ledger) lives as long as the
             # process: out of the cyclic collector's reach, a full collection no longer
-            # walks it, which took about 9 ms each time on a small proxy (issue 3).
+            # walks it, which took about 10 ms each time on a small proxy (issue 3).
             gc.freeze()
             log.debug("gc.freeze(): %d startup objects left out of collections",
                       gc.get_freeze_count())
