@@ -81,7 +81,7 @@ class Proxy:
 
     def __init__(
         self, config: Config, transports: dict[str, Transport],
-        record: Callable[[UsageRecord], None], hash_key: Callable[[str], str],
+        record: Callable[[UsageRecord], None], hash_key: Callable[[str], str] | None,
     ) -> None:
         self.config = config
         self.routes = RouteTable(config.routes)
@@ -177,8 +177,9 @@ class Proxy:
             record.duration_ms = (trio.current_time() - started) * 1000
             # Hashed here, after the response, not on the way to the upstream: one HMAC
             # less before the first byte. Rows of refused requests name the key too.
-            secret = hdr.client_secret(request.headers)
-            if secret:
-                record.client_key_hash = self._hash_key(secret)
+            if self._hash_key is not None:
+                secret = hdr.client_secret(request.headers)
+                if secret:
+                    record.client_key_hash = self._hash_key(secret)
             self._record(record)
             log_request(record)

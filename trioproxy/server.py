@@ -9,11 +9,8 @@ nursery so that shutdown, not the cancel, decides when they stop.
 from __future__ import annotations
 
 import errno
-import hashlib
-import hmac
 import logging
 import math
-import os
 from dataclasses import dataclass, field
 
 import trio
@@ -66,15 +63,6 @@ class Server:
             self._nursery.cancel_scope.cancel()
 
 
-def _process_key_hasher() -> tuple[object, object]:
-    salt = os.urandom(16)
-
-    def hash_key(secret: str) -> str:
-        return "k_" + hmac.new(salt, secret.encode(), hashlib.sha256).hexdigest()[:32]
-
-    return (lambda record: None), hash_key
-
-
 async def serve(config: Config, *, task_status=trio.TASK_STATUS_IGNORED) -> None:
     """Run the proxy until cancelled; `task_status.started(server)` once it listens.
 
@@ -90,7 +78,7 @@ async def serve(config: Config, *, task_status=trio.TASK_STATUS_IGNORED) -> None
         )
         record, hash_key = ledger.record, ledger.hash_key
     else:
-        record, hash_key = _process_key_hasher()
+        record, hash_key = (lambda record: None), None  # no ledger: no row, no key hash
     sc = config.server
     listeners = await trio.open_tcp_listeners(sc.port, host=sc.host)
     transports = build_transports(config)
