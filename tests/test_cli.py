@@ -28,6 +28,7 @@ import trio
 
 from tests.conftest import ANTHROPIC_ARGS
 from tests.mock_upstream import ANTHROPIC_USAGE, MockUpstream
+from trioproxy.cli import YOUNG_GC_THRESHOLD
 
 CLI = [sys.executable, "-m", "trioproxy.cli"]
 TIMEOUT = 20  # real seconds: a Python process starts, serves and drains
@@ -213,7 +214,8 @@ async def test_run_leaves_startup_objects_out_of_garbage_collections(
     mock: MockUpstream, tmp_path: Path
 ) -> None:
     # A full collection walks every tracked object; what exists at startup lives as long
-    # as the process, so `run` freezes it (gc.freeze) before it says it is ready.
+    # as the process, so `run` freezes it (gc.freeze) before it says it is ready, and
+    # collects the young generation less often than Python's default (700).
     async with proxy_process(tmp_path, "--upstream", mock.url, "--log-level", "debug",
                              "--ledger", str(tmp_path / "l.db")) as proc:
         with trio.fail_after(TIMEOUT):
@@ -222,6 +224,7 @@ async def test_run_leaves_startup_objects_out_of_garbage_collections(
     [line] = [line for line in proc.stderr().splitlines() if "gc.freeze()" in line]
     frozen = int(line.split("gc.freeze(): ", 1)[1].split()[0])
     assert frozen > 10_000, line  # the modules alone hold tens of thousands
+    assert line.endswith(f"gc thresholds ({YOUNG_GC_THRESHOLD}, 10, 10)"), line
 
 
 async def test_run_on_a_port_in_use_exits_1_with_one_line(tmp_path: Path) -> None:
