@@ -96,6 +96,28 @@ async def test_on_mode_sends_breakpoints_and_one_copy_and_records_it(
     assert row["bytes_in"] == len(sent)  # what the client sent, not what went upstream
 
 
+async def test_on_mode_keeps_integers_beyond_64_bits_exact(
+    nursery: trio.Nursery, mock: MockUpstream, tmp_path: Path
+) -> None:
+    # A tool input may hold any JSON number (an amount in wei, a 128-bit id); the
+    # rewrite re-encodes the whole body and must send each one as the client wrote it.
+    request = agent_request()
+    amount = 123456789012345678901234567890
+    request["messages"][1]["content"][0]["input"] = {"path": "a.py", "amount": amount}
+    sent = json.dumps(request).encode()
+    with trio.fail_after(TIMEOUT):
+        proxy = await start(nursery, tmp_path, mock, "on")
+        async with httpx.AsyncClient(base_url=proxy.url) as client:
+            response = await client.post("/v1/messages", content=sent,
+                                         headers={"content-type": "application/json"})
+        await proxy.stop()
+    assert response.status_code == 200
+    received = mock.requests[0]
+    assert count_breakpoints(received.json) >= 1  # it was rewritten
+    assert b'"amount":123456789012345678901234567890' in received.body
+    assert received.json["messages"][1]["content"][0]["input"]["amount"] == amount
+
+
 async def test_dry_run_forwards_the_clients_bytes_and_records_what_it_would_do(
     nursery: trio.Nursery, mock: MockUpstream, tmp_path: Path
 ) -> None:

@@ -53,6 +53,16 @@ def test_json_that_orjson_refuses_still_round_trips() -> None:
     assert (decoded["metadata"]["user_id"], decoded["n"]) == ("\ud800", 2**70)
 
 
+def test_an_integer_beyond_64_bits_is_sent_exactly_as_the_client_wrote_it() -> None:
+    # orjson alone would read 2**70 as a float and the rewrite would send 1.18e21.
+    body = json.dumps(request(metadata={"user_id": "u"}, n=2**70, m=-(2**64))).encode()
+    sent, record = optimize_body("on", OPTIONS, body)
+    assert record is not None
+    assert record.breakpoints_added >= 1
+    assert b'"n":1180591620717411303424' in sent
+    assert b'"m":-18446744073709551616' in sent
+
+
 def test_only_post_messages_is_looked_at() -> None:
     on = OptimizeConfig(mode="on")
     assert applies(on, b"POST", "/v1/messages")

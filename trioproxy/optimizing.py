@@ -79,12 +79,12 @@ def optimize_body(
 # orjson encodes a 200 KB request in a fraction of the json module's time
 # (benchmarks/optimize_bench.py measures the whole rewrite). It refuses what JSON allows
 # but UTF-8 cannot hold (a lone surrogate escape) and integers beyond 64 bits: those
-# rare bodies go through the json module.
+# rare bodies go through the json module, on the way in (loads_exact) and out.
 
 
 def _loads(body: bytes) -> Any:
     try:
-        return fastjson.loads(body)
+        return fastjson.loads_exact(body)
     except ValueError:
         return None
 
