@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import socket
+import struct
+
 import pytest
 import trio
 import trio.testing
@@ -136,3 +139,28 @@ async def test_a_read_after_yield_takes_what_the_other_tasks_let_arrive() -> Non
     b.close()
     with pytest.raises(trio.ClosedResourceError):
         await rawio.receive_some_after_yield(b, 100)
+
+
+async def test_read_now_takes_what_is_there_and_never_waits() -> None:
+    a, b = await pair()
+    with trio.testing.assert_no_checkpoints():
+        assert rawio.read_now(b, 100) is None  # nothing yet
+    await rawio.send_all(a, b"hello")
+    await trio.testing.wait_all_tasks_blocked()
+    with trio.testing.assert_no_checkpoints():
+        assert rawio.read_now(b, 100) == b"hello"
+        assert rawio.read_now(b, 100) is None
+    a.close()
+    assert rawio.read_now(b, 100) == b""  # EOF
+    b.close()
+    assert rawio.read_now(b, 100) is None  # closed: nothing to read
+
+
+async def test_read_now_on_a_reset_socket_is_a_broken_resource() -> None:
+    a, b = await pair()
+    a.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
+    a.close()
+    await trio.testing.wait_all_tasks_blocked()
+    with pytest.raises(trio.BrokenResourceError):
+        rawio.read_now(b, 100)
+    b.close()

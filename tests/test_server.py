@@ -3,6 +3,9 @@
 from __future__ import annotations
 
 import json
+import logging
+import socket
+import struct
 from functools import partial
 
 import httpx
@@ -284,6 +287,61 @@ async def test_no_task_outlives_its_connection(proxy: RunningProxy, mock: MockUp
     await trio.testing.wait_all_tasks_blocked(cushion=0.1)
     assert proxy.server.open_connections == 0
     assert nursery.child_tasks == set()
+
+
+def connect_and_send(proxy: RunningProxy, data: bytes) -> socket.socket:
+    """Connect and send without yielding to trio: `data` is there before the proxy even
+    accepts the connection."""
+    assert proxy.server is not None
+    sock = socket.create_connection(("127.0.0.1", proxy.server.port))
+    sock.sendall(data)
+    return sock
+
+
+def reset(sock: socket.socket) -> None:
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
+    sock.close()
+
+
+def as_stream(sock: socket.socket) -> trio.SocketStream:
+    return trio.SocketStream(trio.socket.from_stdlib_socket(sock))
+
+
+async def test_a_new_connections_first_bytes_however_they_come(
+    proxy: RunningProxy, mock: MockUpstream, caplog: pytest.LogCaptureFixture
+) -> None:
+    """A new connection's task reads what the client sent already before handing reads
+    to its reader task: a close, a reset, a head in pieces or a whole request there at
+    once all end as they would through the reader, and leave nothing behind."""
+    assert proxy.server is not None
+    first_line = b"POST /v1/messages HTTP/1.1\r\n"
+    connect_and_send(proxy, b"").close()  # closed before sending anything
+    reset(connect_and_send(proxy, b""))  # reset before sending anything
+    reset(connect_and_send(proxy, first_line))  # reset mid-head
+    # a head in two pieces: the first read by the connection task, the rest by the reader
+    stream = as_stream(connect_and_send(proxy, first_line))
+    await trio.testing.wait_all_tasks_blocked()
+    await stream.send_all(head()[len(first_line):] + BODY)
+    assert (await read_until(stream, b'"end_turn"')).startswith(b"HTTP/1.1 200 ")
+    await stream.send_all(head() + BODY)  # the same connection goes on
+    assert (await read_until(stream, b'"end_turn"')).startswith(b"HTTP/1.1 200 ")
+    await stream.aclose()
+    # a whole request there at once
+    stream = as_stream(connect_and_send(proxy, head("connection: close\r\n") + BODY))
+    answer = await read_until(stream, b"never in an answer")
+    assert answer.startswith(b"HTTP/1.1 200 ")
+    assert answer.endswith(b"}")  # the whole answer, then the proxy closed
+    await stream.aclose()
+    # garbage there at once: a 400
+    stream = as_stream(connect_and_send(proxy, b"NOT HTTP\r\n\r\n"))
+    assert (await read_until(stream, b"}")).startswith(b"HTTP/1.1 400 ")
+    await stream.aclose()
+    await trio.testing.wait_all_tasks_blocked(cushion=0.1)
+    assert proxy.server.open_connections == 0
+    assert proxy.server._nursery is not None
+    assert proxy.server._nursery.child_tasks == set()
+    assert len(mock.requests) == 3
+    assert [r.getMessage() for r in caplog.records if r.levelno >= logging.WARNING] == []
 
 
 async def test_the_head_timer_holds_only_connections_that_wait(

@@ -151,6 +151,18 @@ class ClientConnection:
             raise trio.BrokenResourceError("client closed the connection")
         return event
 
+    def _feed_now(self) -> None:
+        """Feed h11 what the client has sent already, without the reader.
+
+        A new client has usually sent its request by the time its connection task first
+        runs (the reader task has not run yet): reading it here saves an epoll wait and
+        a hand-off from the reader, about 70 us from accept to the upstream request.
+        """
+        data = rawio.read_now(self.stream.socket, RECEIVE_SIZE)  # a reset raises: gone
+        if data is not None:
+            self.gone = not data
+            self.conn.receive_data(data)
+
     def _wait_for_data(self) -> Awaitable[object]:
         """Wait until the reader fed h11 more bytes (or EOF)."""
         self._wake(self._reader)
@@ -173,6 +185,8 @@ class ClientConnection:
         self._head_stop = None
         self._head_deadline = timer.watch(self)
         try:
+            if first:
+                self._feed_now()
             while (event := self._event_now()) is h11.NEED_DATA:
                 if self._head_stop is not None:
                     break

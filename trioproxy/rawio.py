@@ -8,6 +8,7 @@ paced streams that took the proxy's CPU time per event from 80 to 71 µs.
 
 `receive_some_after_yield` is for an answer expected within microseconds (an upstream
 response head): it lets the other tasks run, then reads without registering a wait.
+`read_now` reads only what is there already (a new client's first request).
 
 All keep trio's cancellation semantics (each is a cancellation point, and the reads
 always yield at least once, so a relay loop always yields). The caller
@@ -22,18 +23,28 @@ import os
 import trio
 
 
+def read_now(sock: trio.socket.SocketType, max_bytes: int) -> bytes | None:
+    """What `sock` holds right now (b"" at EOF), or None if nothing has arrived or it
+    was closed. Never waits and is not a checkpoint.
+
+    Raises BrokenResourceError if the peer reset the connection.
+    """
+    fd = sock.fileno()
+    if fd < 0:
+        return None
+    try:
+        return os.read(fd, max_bytes)
+    except BlockingIOError:
+        return None
+    except OSError as exc:
+        raise trio.BrokenResourceError(f"socket read failed: {exc.strerror}") from exc
+
+
 async def receive_some_after_yield(sock: trio.socket.SocketType, max_bytes: int) -> bytes:
     """Let the other tasks run, then read what has arrived, waiting only if nothing has."""
     await trio.lowlevel.checkpoint()
-    fd = sock.fileno()
-    if fd >= 0:
-        try:
-            return os.read(fd, max_bytes)
-        except BlockingIOError:
-            pass
-        except OSError as exc:
-            raise trio.BrokenResourceError(f"socket read failed: {exc.strerror}") from exc
-    return await receive_some(sock, max_bytes)
+    data = read_now(sock, max_bytes)
+    return data if data is not None else await receive_some(sock, max_bytes)
 
 
 async def receive_some(sock: trio.socket.SocketType, max_bytes: int) -> bytes:
