@@ -10,10 +10,10 @@ paced streams that took the proxy's CPU time per event from 80 to 71 µs.
 response head): it lets the other tasks run, then reads without registering a wait.
 `read_now` reads only what is there already (a new client's first request).
 
-The async ones keep trio's cancellation semantics (each is a cancellation point, and the reads
-always yield at least once, so a relay loop always yields). The caller
-owns the socket: only trio's own `close()` may close it meanwhile, which wakes a waiter
-with `trio.ClosedResourceError`.
+The async ones keep trio's cancellation semantics (each is a cancellation point, and
+the reads always yield at least once, so a relay loop always yields). The caller owns
+the socket: only trio's own `close()` may close it meanwhile, which wakes a waiter with
+`trio.ClosedResourceError`.
 """
 
 from __future__ import annotations
