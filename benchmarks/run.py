@@ -41,12 +41,13 @@ ALL_TARGETS = [
     "trioproxy-noledger",
     "trioproxy-httpx",
     "floor",
+    "bare",
     "nginx",
     "litellm",
     "portkey",
 ]
 TRIO_TARGETS = {"trioproxy", "trioproxy-noledger", "trioproxy-httpx"}
-SMOKE_TARGETS = ("direct", "trioproxy", "floor")
+SMOKE_TARGETS = ("direct", "trioproxy", "floor", "bare")
 JSON_REPLY = (
     '{"id":"chatcmpl-bench","object":"chat.completion","created":1700000000,'
     '"model":"gpt-4o-mini","choices":[{"index":0,"message":{"role":"assistant",'
@@ -404,6 +405,15 @@ def start_floor(procs: Procs, json_port: int, sse_port: int) -> Target:
     if not (wait_port(p1, 10, p) and wait_port(p2, 10, p)):
         return Target("floor", unavailable=f"did not start: {procs.tail('floor', 200)!r}")
     return Target("floor", p1, "/v1/chat/completions", p2, "/v1/chat/completions", proc=p)
+
+
+def start_bare(procs: Procs) -> Target:
+    """The bare Trio + h11 server (bare_server.py): no upstream, JSON figures only."""
+    port = free_port()
+    p = procs.start("bare", [PY, "-m", "benchmarks.bare_server", str(port)], cpu=0, cwd=ROOT)
+    if not wait_port(port, 10, p):
+        return Target("bare", unavailable=f"did not start: {procs.tail('bare', 200)!r}")
+    return Target("bare", port, "/v1/chat/completions", proc=p)
 
 
 def start_nginx_proxy(procs: Procs, workdir: Path, json_port: int, sse_port: int) -> Target:
@@ -849,6 +859,8 @@ def _run(cfg: Cfg, targets: list[str], result: dict) -> bool:
             return start_trioproxy(procs, workdir, name, json_port, sse_port)
         if name == "floor":
             return start_floor(procs, json_port, sse_port)
+        if name == "bare":
+            return start_bare(procs)
         if name == "nginx":
             return start_nginx_proxy(procs, workdir, json_port, sse_port)
         if name == "litellm":
@@ -1099,6 +1111,64 @@ def floor_lines(s: dict, caps: dict) -> list[str]:
     return out
 
 
+# The issue's figures "measured here before this project existed, for orientation", and
+# the targets it set beside them: (label, target, summary key, value then, unit).
+ORIENTATION = [
+    ("nginx proxy, req/s @50", "nginx", "rps", 62_000.0),
+    ("bare Trio + h11 server, req/s @50", "bare", "rps", 12_800.0),
+    ("Trio + h11 proxy (the floor), req/s @50", "floor", "rps", 5_700.0),
+    ("the floor, added p50 @1 (ms)", "floor", "add_p50", 0.17),
+    ("LiteLLM, req/s @50", "litellm", "rps", 150.0),
+    ("LiteLLM, added p50 @1 (ms)", "litellm", "add_p50", 6.0),
+    ("Portkey, req/s @50", "portkey", "rps", 1_240.0),
+]
+TARGET_RPS, TARGET_ADD_P50 = 5_000.0, 0.25
+
+
+def orientation_lines(s: dict) -> list[str]:
+    """This run beside the issue's orientation figures, and its targets read the same way."""
+    d = s.get("direct", {})
+
+    def value(name: str, key: str):
+        row = s.get(name)
+        if not row:
+            return None
+        return minus(row.get("p50"), d.get("p50")) if key == "add_p50" else row.get(key)
+
+    out = [
+        "",
+        "## This machine against the issue's orientation figures",
+        "",
+        "The issue measured these on this kind of machine before trioproxy existed and set"
+        " its targets beside them. How this run compares shows how fast the machine is today.",
+        "",
+        "| reference | then | this run | this run ÷ then |",
+        "| --- | ---: | ---: | ---: |",
+    ]
+    for label, name, key, then in ORIENTATION:
+        now = value(name, key)
+        nd = 3 if key == "add_p50" else 0
+        out.append(f"| {label} | {fmt(then, nd)} | {fmt(now, nd)} | {ratio(now, then)} |")
+    floor_rps, floor_p50 = value("floor", "rps"), value("floor", "add_p50")
+    out += [
+        "",
+        f"The targets against the floor as the issue measured it: {TARGET_RPS:,.0f} req/s is"
+        f" {TARGET_RPS / 5_700 * 100:.0f}% of its 5,700, and {TARGET_ADD_P50} ms added p50 is"
+        f" {(TARGET_ADD_P50 - 0.17) * 1000:.0f} µs over its 0.17 ms. In this run:",
+        "",
+        "| target | req/s vs floor (issue: "
+        f"{TARGET_RPS / 5_700 * 100:.0f}%) | added p50 − floor's (issue: "
+        f"{(TARGET_ADD_P50 - 0.17) * 1000:.0f} µs) |",
+        "| --- | ---: | ---: |",
+    ]
+    for name in TRIO_TARGETS & s.keys():
+        rps, p50 = value(name, "rps"), value(name, "add_p50")
+        share = f"{rps / floor_rps * 100:.0f}%" if rps and floor_rps else "–"
+        over = minus(p50, floor_p50)
+        out.append(f"| {name} | {share} | {fmt(over * 1000, 0, ' µs') if over is not None else '–'} |")
+    return out
+
+
 def render(result: dict) -> str:
     m = result["machine"]
     s = summarize(result)
@@ -1177,6 +1247,7 @@ def render(result: dict) -> str:
                 f"| {name} | {c['held']} | {fmt(c['cpu_us_per_event'], 1)} | {fmt(last.get('late_max'), 1)} | {steps} |"
             )
     out += floor_lines(s, caps)
+    out += orientation_lines(s)
     rss = {k: v["rss"] for k, v in result["targets"].items() if "rss" in v}
     if rss:
         out += [
