@@ -291,6 +291,20 @@ async def test_records_round_trip_every_column(tmp_path: Path) -> None:
 
 
 @bounded()
+async def test_rows_with_and_without_a_rewrite_keep_their_order(tmp_path: Path) -> None:
+    # The two kinds are inserted by two statements: runs of each, in the batch's order.
+    records = [make_record(i) for i in range(7)]
+    for i in (1, 2, 5):
+        records[i].rewrite = RewriteRecord("dry-run", breakpoints_added=i)
+    await fill(tmp_path, records)
+    rows = read_rows(tmp_path / "ledger.db")
+    assert [r["ts"] for r in rows] == [rec.ts for rec in records]
+    assert [r["id"] for r in rows] == list(range(1, 8))
+    assert [r["breakpoints_added"] for r in rows] == [None, 1, 2, None, None, 5, None]
+    assert [r["rewrite"] for r in rows] == [None, "dry-run", "dry-run", None, None, "dry-run", None]
+
+
+@bounded()
 async def test_proxy_error_wins_over_upstream_error(tmp_path: Path) -> None:
     rec = make_record(error="idle timeout", usage=Usage(error="overloaded"))
     await fill(tmp_path, [rec])
@@ -725,6 +739,19 @@ async def test_hash_key_salt_persists_and_secret_is_never_stored(tmp_path: Path)
     assert h1.encode() in data
     assert secret.encode() not in data
     assert b"VERY-SECRET" not in data
+
+
+@bounded()
+async def test_hash_keys_are_remembered_without_the_keys(tmp_path: Path) -> None:
+    ledger = Ledger(tmp_path / "a.db")
+    keys = [f"sk-client-{i}" for i in range(3000)]  # more than the ledger remembers
+    first = [ledger.hash_key(k) for k in keys]
+    assert len(set(first)) == len(keys)
+    assert [ledger.hash_key(k) for k in reversed(keys)] == first[::-1]
+    # What it remembers is keyed by an int, never by the key itself.
+    assert ledger._key_hashes
+    assert all(type(slot) is int for slot in ledger._key_hashes)
+    assert not any(k in ledger._key_hashes.values() for k in keys)
 
 
 @bounded()
