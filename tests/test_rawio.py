@@ -164,3 +164,36 @@ async def test_read_now_on_a_reset_socket_is_a_broken_resource() -> None:
     with pytest.raises(trio.BrokenResourceError):
         rawio.read_now(b, 100)
     b.close()
+
+
+async def test_on_wait_is_called_before_a_wait_and_only_then() -> None:
+    a, b = await pair()
+    calls: list[str] = []
+    with trio.fail_after(10):
+        # Data already there (loopback delivers before send returns): no wait, no call.
+        await a.send(b"ready")
+        assert await rawio.receive_some_after_yield(b, 100, lambda: calls.append("r")) == b"ready"
+        assert calls == []
+        # Nothing there: called once, before the reader waits.
+        got: list[bytes] = []
+
+        async def reader() -> None:
+            got.append(await rawio.receive_some_after_yield(b, 100, lambda: calls.append("r")))
+
+        async with trio.open_nursery() as nursery:
+            nursery.start_soon(reader)
+            await trio.testing.wait_all_tasks_blocked()
+            assert (calls, got) == (["r"], [])
+            await a.send(b"later")
+        assert got == [b"later"]
+        # A write the kernel takes whole does not call it; one that must wait does.
+        await rawio.send_all(a, b"x" * 100, lambda: calls.append("w"))
+        assert calls == ["r"]
+        big = b"y" * (16 << 20)
+        async with trio.open_nursery() as nursery:
+            nursery.start_soon(rawio.send_all, a, big, lambda: calls.append("w"))
+            await trio.testing.wait_all_tasks_blocked()
+            assert calls[1:2] == ["w"]
+            nursery.cancel_scope.cancel()
+    a.close()
+    b.close()

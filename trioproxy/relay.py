@@ -151,6 +151,7 @@ class Relay:
             client.gone = True  # writing to the client failed: it left
         finally:
             client.on_gone = None
+            client.watching = False
         if error is not None:
             raise error
         if client.gone and not ex.completed:
@@ -163,7 +164,7 @@ class Relay:
         transport = self._transports[ex.route.transport or self._default]
         response = await transport.request(
             ex.route, ex.method, ex.target, ex.headers, ex.body,
-            connect_timeout=self._timeouts.upstream_connect,
+            connect_timeout=self._timeouts.upstream_connect, on_wait=client.watch,
         )
         record.ttfb_ms = (trio.current_time() - ex.started) * 1000
         try:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 import ssl
+from collections.abc import Callable
 from typing import Protocol
 
 import certifi
@@ -49,11 +50,16 @@ class Transport(Protocol):
     client's as h11 read them, and the proxy's own (a transport need not check them).
 
     Raises UpstreamError (unreachable, TLS, protocol) or UpstreamTimeout (connect).
+
+    `on_wait`, if given, is called before the exchange first waits for upstream (to
+    connect, for the response head or for more of the body; a transport that cannot
+    tell calls it at once). The relay watches for the client leaving only from then
+    on: an answer that is there at once needs no watch.
     """
 
     async def request(
         self, origin: Origin, method: bytes, target: bytes, headers: Headers, body: bytes,
-        *, connect_timeout: float,
+        *, connect_timeout: float, on_wait: Callable[[], None] | None = None,
     ) -> UpstreamResponse: ...
 
     async def aclose(self) -> None: ...

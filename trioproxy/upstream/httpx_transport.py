@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import math
 import ssl
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 
 import httpx
 
@@ -71,9 +71,11 @@ class HttpxTransport:
 
     async def request(
         self, origin: Origin, method: bytes, target: bytes, headers: Headers, body: bytes,
-        *, connect_timeout: float,
+        *, connect_timeout: float, on_wait: Callable[[], None] | None = None,
     ) -> HttpxResponse:
         """Send one request and return once the response head arrived."""
+        if on_wait is not None:
+            on_wait()  # httpx does not say when it waits: assume it will
         url = f"{origin.scheme}://{origin.host}:{origin.port}{target.decode('latin-1')}"
         # httpx sets Host and Content-Length itself; give it the rest as they came.
         sent = [(k, v) for k, v in headers if k not in (b"host", b"content-length")]
