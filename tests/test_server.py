@@ -70,6 +70,33 @@ async def test_pipelined_requests_are_answered_in_order(
     await stream.aclose()
 
 
+async def test_a_request_sent_while_a_relay_waits_is_answered_after_it(
+    proxy: RunningProxy, mock: MockUpstream
+) -> None:
+    # The first relay waits for upstream, so the connection's reader watches the client
+    # meanwhile: it must keep the second request for later, not mistake it for anything.
+    chat = json.dumps({"model": "gpt-4o-mini", "messages": [{"role": "user", "content": "hi"}]})
+    second = (
+        f"POST /openai/v1/chat/completions HTTP/1.1\r\nhost: x\r\n"
+        f"content-type: application/json\r\ncontent-length: {len(chat)}\r\n\r\n{chat}"
+    ).encode()
+    with trio.fail_after(10):
+        stream = await connect(proxy)
+        await stream.send_all(head("x-mock-hold: 1\r\n") + BODY)
+        await trio.testing.wait_all_tasks_blocked()
+        assert len(mock.requests) == 1  # held before its head
+        await stream.send_all(second)
+        await trio.testing.wait_all_tasks_blocked()
+        assert len(mock.requests) == 1  # the second waits for the first's answer
+        mock.release.set()
+        data = await read_until(stream, b"chat.completion\"")
+    first_at, second_at = data.find(b'"end_turn"'), data.find(b"chat.completion")
+    assert 0 < first_at < second_at
+    assert data.count(b"HTTP/1.1 200 ") == 2
+    assert [r.path for r in mock.requests] == ["/v1/messages", "/v1/chat/completions"]
+    await stream.aclose()
+
+
 async def test_a_failing_connection_does_not_take_the_server_down(
     proxy: RunningProxy, mock: MockUpstream, monkeypatch: pytest.MonkeyPatch
 ) -> None:
