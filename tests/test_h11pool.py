@@ -19,7 +19,8 @@ from trioproxy.upstream.h11pool import H11Pool
 class ScriptedServer:
     """Answers each request with 200 "ok"; `plan` says, per request number, what to do
     instead: "close-after" closes the socket right after answering (without saying
-    Connection: close), "drop" closes without answering."""
+    Connection: close), "drop" closes without answering, "late" answers only once every
+    other task is blocked (the client is waiting for it)."""
 
     plan: dict[int, str] = field(default_factory=dict)
     requests: list[tuple[int, bytes, bytes]] = field(default_factory=list)  # (conn, method, body)
@@ -57,6 +58,8 @@ class ScriptedServer:
                 action = self.plan.get(len(self.requests))
                 if action == "drop":
                     return
+                if action == "late":
+                    await trio.testing.wait_all_tasks_blocked()
                 data = conn.send(h11.Response(status_code=200, headers=[("content-length", "2")]))
                 data += conn.send(h11.Data(data=b"ok")) + conn.send(h11.EndOfMessage())
                 await stream.send_all(data)
@@ -161,3 +164,29 @@ async def test_unreachable_upstream_is_an_upstream_error() -> None:
     route = Route(prefix="/", upstream=f"http://127.0.0.1:{port}")
     with pytest.raises(UpstreamError, match=f"could not connect to upstream 127.0.0.1:{port}"):
         await pool.request(route, b"GET", b"/", [(b"host", b"x")], b"", connect_timeout=5)
+
+
+async def test_on_wait_is_called_before_waiting_and_not_kept_by_the_pool(
+    upstream: ScriptedServer,
+) -> None:
+    upstream.plan = {2: "late"}
+    pool = H11Pool(make_ssl_context())
+    route = origin(upstream)
+    headers = [(b"host", route.host_header.encode()), (b"content-length", b"2")]
+    waits: list[int] = []
+    with trio.fail_after(10):
+        for n in (1, 2):
+            response = await pool.request(
+                route, b"POST", b"/x", headers, b"{}", connect_timeout=5,
+                on_wait=lambda n=n: waits.append(n),
+            )
+            while await response.receive_some():
+                pass
+            await response.aclose()
+    # Request 1 opens the connection (a wait); request 2's answer comes only once the
+    # pool waits for it. Either may wait more than once, never before it was sent.
+    assert waits[0] == 1
+    assert 2 in waits
+    [[conn]] = pool._idle.values()
+    assert conn.on_wait is None  # the pool keeps no reference to a finished exchange
+    await pool.aclose()
