@@ -18,7 +18,7 @@ from __future__ import annotations
 
 import logging
 import math
-from collections.abc import Awaitable
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 
 import h11
@@ -59,7 +59,7 @@ class ClientConnection:
     # Slots and bare task handoffs (no trio.Event) keep an idle connection small.
     __slots__ = (
         "stream", "max_header_size", "conn", "closing", "response_started", "gone", "broken",
-        "linger", "on_gone", "watching", "_consumer", "_reader", "_closed", "_discard",
+        "linger", "on_gone", "on_wait", "watching", "_consumer", "_reader", "_closed", "_discard",
         "_head_deadline", "_head_stop",
     )
 
@@ -74,6 +74,8 @@ class ClientConnection:
         self.linger = False  # we answered before reading the whole body: drain before close
         self.on_gone: trio.CancelScope | None = None  # cancelled if the client leaves
         self.watching = False  # a relay waits: the reader watches for the client leaving
+        # Called before a write to the client waits (the relay sets its deadline then).
+        self.on_wait: Callable[[], None] | None = None
         self._head_deadline: float | None = None  # while waiting for a request head
         self._head_stop: str | None = None  # why that wait was stopped: "timeout" or "drain"
         self._consumer: trio.lowlevel.Task | None = None  # parked until the reader feeds h11
@@ -289,7 +291,7 @@ class ClientConnection:
         if not data:
             return  # e.g. the end of a Content-Length body: nothing to write, no checkpoint
         try:
-            await rawio.send_all(self.stream.socket, data)
+            await rawio.send_all(self.stream.socket, data, self.on_wait)
         except BaseException:
             self.conn.send_failed()
             self.broken = True

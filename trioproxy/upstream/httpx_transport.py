@@ -19,19 +19,24 @@ from .base import Origin, ssl_cause, tls_failure_message
 class HttpxResponse:
     """A streamed httpx response, relayed raw (still compressed if upstream compressed)."""
 
-    __slots__ = ("status", "reason", "headers", "_response", "_chunks")
+    __slots__ = ("status", "reason", "headers", "_response", "_chunks", "_on_wait")
 
     headers_checked = False  # h2 and httpx accept values that h11 would refuse to send
 
-    def __init__(self, response: httpx.Response) -> None:
+    def __init__(
+        self, response: httpx.Response, on_wait: Callable[[], None] | None = None
+    ) -> None:
         self.status = response.status_code
         self.reason = response.reason_phrase.encode("latin-1")
         self.headers: Headers = [(k.lower(), v) for k, v in response.headers.raw]
         self._response = response
         self._chunks: AsyncIterator[bytes] = response.aiter_raw()
+        self._on_wait = on_wait
 
     async def receive_some(self) -> bytes:
         """The next raw body chunk; b"" at the end of the body."""
+        if self._on_wait is not None:
+            self._on_wait()  # httpx does not say whether it will wait: assume it will
         try:
             return await anext(self._chunks, b"")
         except httpx.HTTPError as exc:
@@ -96,7 +101,7 @@ class HttpxTransport:
             raise UpstreamError(f"could not connect to upstream {where}: {exc}") from exc
         except httpx.HTTPError as exc:
             raise UpstreamError(f"upstream {where} failed: {exc}") from exc
-        return HttpxResponse(response)
+        return HttpxResponse(response, on_wait)
 
     async def aclose(self) -> None:
         await self._client.aclose()
