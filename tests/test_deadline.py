@@ -9,6 +9,7 @@ import pytest
 import trio
 import trio.testing
 
+from tests.test_rawio import pair
 from trioproxy.config import Route, TimeoutsConfig
 from trioproxy.http1 import ClientConnection
 from trioproxy.relay import Exchange, Relay, _Deadline
@@ -108,12 +109,7 @@ async def test_a_write_to_the_client_that_waits_gets_the_idle_limit(autojump_clo
     route = Route(prefix="/", upstream="http://127.0.0.1:9")
     timeouts = TimeoutsConfig(first_byte=600.0, idle=7.0, total=3600.0)
     relay = Relay({"h11": InstantTransport()}, "h11", timeouts)  # type: ignore[dict-item]
-    listener = trio.socket.socket()
-    await listener.bind(("127.0.0.1", 0))
-    listener.listen(1)
-    peer = trio.socket.socket()
-    await peer.connect(listener.getsockname())
-    sock, _ = await listener.accept()
+    peer, sock = await pair()
     client = ClientConnection(trio.SocketStream(sock), max_header_size=65536)
     # The request was read (as next_request would have), and then nothing is read back.
     client.conn.receive_data(b"GET /blob HTTP/1.1\r\nhost: x\r\n\r\n")

@@ -120,8 +120,7 @@ class _Deadline:
 
     def on_wait(self) -> None:
         """Before a wait on upstream: the limit applies, and the client is watched."""
-        if self.scope.deadline != self._at:
-            self.scope.deadline = self._at
+        self.apply()
         self._client.watch()
 
     def expired(self) -> ProxyError:
