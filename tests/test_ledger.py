@@ -305,6 +305,25 @@ async def test_rows_with_and_without_a_rewrite_keep_their_order(tmp_path: Path) 
 
 
 @bounded()
+async def test_a_batch_larger_than_one_insert_statement_keeps_every_value(tmp_path: Path) -> None:
+    # Rows are inserted up to _INSERT_CHUNK at a time, many per statement: each row
+    # must come back with its own values, whatever the chunk and run boundaries.
+    records = [make_record(i, usage=Usage(input_tokens=i, model=f"m{i}")) for i in range(47)]
+    for i in range(0, 47, 3):
+        records[i].rewrite = RewriteRecord("on", breakpoints_added=i, bytes_removed=10 * i)
+    ledger = await fill(tmp_path, records, batch_size=200)
+    assert ledger.written == 47
+    rows = read_rows(tmp_path / "ledger.db")
+    assert [r["id"] for r in rows] == list(range(1, 48))
+    assert [(r["ts"], r["input_tokens"], r["model"], r["bytes_out"]) for r in rows] == [
+        (rec.ts, i, f"m{i}", 4096 + i) for i, rec in enumerate(records)
+    ]
+    assert [(r["rewrite"], r["breakpoints_added"], r["bytes_removed"]) for r in rows] == [
+        ("on", i, 10 * i) if i % 3 == 0 else (None, None, None) for i in range(47)
+    ]
+
+
+@bounded()
 async def test_proxy_error_wins_over_upstream_error(tmp_path: Path) -> None:
     rec = make_record(error="idle timeout", usage=Usage(error="overloaded"))
     await fill(tmp_path, [rec])
