@@ -17,9 +17,10 @@ from trioproxy.usage.record import UsageRecord
 
 
 class FakeClient:
-    """Counts watch() calls, as ClientConnection.watch is called by on_wait."""
+    """The connection's cancel scope, and a count of watch() calls (on_wait calls it)."""
 
     def __init__(self) -> None:
+        self.scope = trio.CancelScope()
         self.watched = 0
 
     def watch(self) -> None:
@@ -43,6 +44,8 @@ async def test_the_scope_gets_a_limit_only_before_a_wait(autojump_clock) -> None
     deadline.apply()  # a write to the client is about to wait
     assert deadline.scope.deadline == started + 10 + 300
     assert "client read nothing for 300s" in deadline.expired().message
+    deadline.release()  # the exchange ended: the connection's next request has no limit
+    assert deadline.scope.deadline == math.inf
 
 
 async def test_a_scope_that_expires_names_the_wait_it_was_in(autojump_clock) -> None:
@@ -118,7 +121,7 @@ async def test_a_write_to_the_client_that_waits_gets_the_idle_limit(autojump_clo
     record = UsageRecord(ts=0.0, route="/", method="GET", path="/blob")
     exchange = Exchange(route=route, method=b"GET", target=b"/blob", headers=[(b"host", b"x")],
                         body=b"", flavour="openai", started=trio.current_time())
-    with trio.fail_after(60):
+    with trio.fail_after(60), trio.CancelScope() as client.scope:
         await relay.run(client, exchange, record)
     assert record.outcome == "client_error"
     assert "client read nothing for 7s" in (record.error or "")

@@ -8,6 +8,8 @@ from __future__ import annotations
 
 import json
 
+import trio
+
 
 class ProxyError(Exception):
     """An error the proxy answers itself. `status` is the HTTP status sent to the client."""
@@ -132,3 +134,10 @@ def flavour_for_path(flavour: str, path: str) -> str:
     if flavour != "auto":
         return flavour
     return "anthropic" if "/messages" in path else "openai"
+
+
+def is_cancellation(exc: BaseException) -> bool:
+    """Cancelled, or a group of them (as a cancelled nursery raises)."""
+    if isinstance(exc, BaseExceptionGroup):
+        return all(is_cancellation(inner) for inner in exc.exceptions)
+    return isinstance(exc, trio.Cancelled)

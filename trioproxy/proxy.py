@@ -10,7 +10,7 @@ import trio
 
 from . import headers as hdr
 from .config import Config
-from .errors import NoRoute, ProxyError, error_body, flavour_for_path
+from .errors import NoRoute, ProxyError, error_body, flavour_for_path, is_cancellation
 from .http1 import ClientConnection, RequestHead
 from .optimizing import applies, optimize_body, optimize_options
 from .relay import Exchange, Relay
@@ -67,13 +67,6 @@ def log_request(record: UsageRecord) -> None:
     if record.error and record.outcome != "ok":
         parts.append(f"({record.error})")
     access_log.info(" ".join(parts))
-
-
-def _is_cancellation(exc: BaseException) -> bool:
-    """Cancelled, or a group of them (as a cancelled nursery raises)."""
-    if isinstance(exc, BaseExceptionGroup):
-        return all(_is_cancellation(inner) for inner in exc.exceptions)
-    return isinstance(exc, trio.Cancelled)
 
 
 class Proxy:
@@ -162,11 +155,12 @@ class Proxy:
                 record.error = exc.message
                 if not client.response_started:
                     record.status = exc.status
-                    await client.send_error(
-                        exc, error_body(flavour, exc.status, exc.message, exc.param)
-                    )
+                    with client.answer_scope(self.config.timeouts.idle):
+                        await client.send_error(
+                            exc, error_body(flavour, exc.status, exc.message, exc.param)
+                        )
         except BaseException as exc:
-            if _is_cancellation(exc):
+            if is_cancellation(exc):
                 record.outcome = "cancelled"
                 record.error = record.error or "cancelled by server shutdown"
             else:

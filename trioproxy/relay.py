@@ -5,9 +5,9 @@ it arrives, as it is, and only then handed to the usage scanner, which parses it
 the relay would otherwise wait for upstream's next chunk. (A scanner task fed through a
 channel, as first built, ran on the same thread at the same moments and added two task
 switches per chunk: removing it took the CPU per relayed SSE event from 101 to 90 us;
-see issue 3.) The
-connection's reader cancels the relay's scope if the client leaves, which closes the
-upstream request (nobody pays for tokens no one reads).
+see issue 3.) The relay
+runs in its connection's cancel scope, which the connection's reader cancels if the
+client leaves: that closes the upstream request (nobody pays for tokens no one reads).
 """
 
 from __future__ import annotations
@@ -20,7 +20,14 @@ import trio
 
 from . import headers as hdr
 from .config import Route, TimeoutsConfig
-from .errors import ClientTooSlow, ProxyError, UpstreamError, UpstreamTimeout, error_sse_event
+from .errors import (
+    ClientTooSlow,
+    ProxyError,
+    UpstreamError,
+    UpstreamTimeout,
+    error_sse_event,
+    is_cancellation,
+)
 from .http1 import ClientConnection
 from .translation import ResponseTranslation
 from .upstream.base import Transport, UpstreamResponse
@@ -63,18 +70,19 @@ def _deadline(start: float, seconds: float) -> float:
 
 
 class _Deadline:
-    """The relay's one cancel scope, its deadline moved as the exchange goes on.
+    """The relay's limits, given to the connection's cancel scope as the exchange goes on.
 
     Each wait has its own limit (the first byte, then the idle gap before every read from
     upstream and every write to the client) and the whole exchange has `timeouts.total`.
     One scope set to the nearer of the two costs far less than a scope per wait: cancel
-    scopes were about 15% of the CPU time of a small request. The reader cancels the same
-    scope when the client leaves.
+    scopes were about 15% of the CPU time of a small request. The scope is the client
+    connection's (`ClientConnection.scope`), shared with the requests before and after
+    this one; the reader cancels it when the client leaves.
 
     The limit is kept here and given to the scope only when the exchange is about to
     wait (`on_wait`, which transports and the client connection call): an answer that
     is there at once never registers a deadline with trio (5% more requests per second
-    at 50 connections).
+    at 50 connections). `release()` takes it back when the exchange ends.
     """
 
     __slots__ = (
@@ -83,7 +91,8 @@ class _Deadline:
     )
 
     def __init__(self, started: float, timeouts: TimeoutsConfig, client: ClientConnection):
-        self.scope = trio.CancelScope()
+        assert client.scope is not None, "a relay runs in the connection's cancel scope"
+        self.scope = client.scope
         self._timeouts = timeouts
         self._total_at = _deadline(started, timeouts.total)
         self._slack = min(timeouts.idle * DEADLINE_SLACK, DEADLINE_SLACK_MAX)
@@ -123,6 +132,11 @@ class _Deadline:
         self.apply()
         self._client.watch()
 
+    def release(self) -> None:
+        """The exchange is over: its limit no longer applies to the scope."""
+        if self.scope.deadline != math.inf:
+            self.scope.deadline = math.inf
+
     def expired(self) -> ProxyError:
         """The error for the deadline that expired."""
         t = self._timeouts
@@ -148,19 +162,25 @@ class Relay:
         self._timeouts = timeouts
 
     async def run(self, client: ClientConnection, ex: Exchange, record: UsageRecord) -> None:
-        """Relay `ex` and fill `record`. Raises ProxyError only before the response started."""
+        """Relay `ex` and fill `record`. Raises ProxyError only before the response started.
+
+        Runs in the connection's cancel scope (`client.scope`); a cancellation of it (this
+        exchange's deadline, or the client leaving) ends here and never escapes.
+        """
         error: ProxyError | None = None
         if client.gone:
             return  # left before we started: nothing to relay
+        deadline = _Deadline(ex.started, self._timeouts, client)
+        client.on_gone = deadline.scope
+        client.on_wait = deadline.apply
         try:
-            deadline = _Deadline(ex.started, self._timeouts, client)
-            with deadline.scope:
-                client.on_gone = deadline.scope
-                client.on_wait = deadline.apply
+            try:
                 await self._exchange(client, ex, record, deadline)
-            client.on_gone = client.on_wait = None
-            if deadline.scope.cancelled_caught and not client.gone:
-                raise deadline.expired()
+            except BaseException as exc:
+                if not (deadline.scope.cancel_called and is_cancellation(exc)):
+                    raise  # not ours: the server's shutdown, or an error handled below
+                if not client.gone:
+                    raise deadline.expired() from None
         except ProxyError as exc:
             client.on_gone = client.on_wait = None
             if client.response_started:
@@ -172,6 +192,7 @@ class Relay:
         finally:
             client.on_gone = client.on_wait = None
             client.watching = False
+            deadline.release()
         if error is not None:
             raise error
         if client.gone and not ex.completed:
@@ -352,7 +373,7 @@ class Relay:
         if client.broken or client.gone:
             return
         if ex.can_append_event:
-            with trio.move_on_after(self._timeouts.idle):
+            with client.answer_scope(self._timeouts.idle):
                 try:
                     await client.send_data(error_sse_event(ex.flavour, exc.message))
                     await client.send_end()

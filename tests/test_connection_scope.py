@@ -1,0 +1,184 @@
+"""The connection's cancel scope: one for a run of requests, renewed after a deadline.
+
+Requests that a client sends back to back share one cancel scope (server._run_connection);
+a relay's deadline that expires cancels it for good, so the relay answers the timeout in
+a shielded scope and the connection goes on in a new one. These tests check that the
+next requests still work and get their own limits, and that a server abort still cuts
+a shielded answer at once.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import h11
+import pytest
+import trio
+import trio.testing
+
+from tests.conftest import ANTHROPIC_ARGS
+from tests.mock_upstream import MockUpstream
+from tests.test_failures import (
+    MESSAGES_BODY,
+    RawResponse,
+    assert_error_shape,
+    receive_response,
+    request_bytes,
+    start_proxy,
+)
+from tests.test_rawio import pair
+from trioproxy.http1 import ClientConnection
+from trioproxy.upstream.h11pool import SEND_INLINE_MAX
+
+SLOW_HEAD = "x-mock-sleep-head: 100"
+REQUEST = ("/v1/messages", MESSAGES_BODY)
+
+
+@pytest.fixture
+def clock() -> trio.testing.MockClock:
+    """Virtual time that jumps only after 50 ms of real idleness (see test_failures)."""
+    return trio.testing.MockClock(autojump_threshold=0.05)
+
+
+async def test_after_a_504_the_connection_answers_its_next_requests_each_with_its_own_limit(
+    nursery: trio.Nursery, mock: MockUpstream, tmp_path: Path, clock: trio.testing.MockClock
+) -> None:
+    proxy = await start_proxy(nursery, tmp_path, mock.url, timeouts={"first_byte": "10s"})
+    assert proxy.server is not None
+    statuses, took = [], []
+    with trio.fail_after(120):
+        async with await trio.open_tcp_stream("127.0.0.1", proxy.server.port) as stream:
+            for slow in (True, False, True, False):
+                start = trio.current_time()
+                await stream.send_all(request_bytes(*REQUEST, *([SLOW_HEAD] if slow else [])))
+                response = await receive_response(stream)  # fails if the proxy closed
+                statuses.append(response.status)
+                took.append(trio.current_time() - start)
+                if response.status == 504:
+                    assert "connection" not in response.headers  # kept alive
+                    assert "timeouts.first_byte" in assert_error_shape(
+                        "anthropic", response.json(), "timeout_error"
+                    )
+        await proxy.stop()
+    assert statuses == [504, 200, 504, 200]
+    assert took[0] == took[2] == 10.0  # the second slow request had its own 10 s
+    assert [(r["status"], r["outcome"]) for r in proxy.rows()] == [
+        (504, "timeout"), (200, "ok"), (504, "timeout"), (200, "ok")
+    ]
+
+
+async def receive_responses(stream: trio.SocketStream, count: int) -> list[RawResponse]:
+    """Read `count` pipelined responses from a raw socket, in order."""
+    conn = h11.Connection(h11.CLIENT)
+    responses: list[RawResponse] = []
+    while len(responses) < count:
+        conn.send(h11.Request(method="POST", target="/", headers=[("host", "proxy")]))
+        conn.send(h11.EndOfMessage())
+        response: h11.Response | None = None
+        body = b""
+        while not isinstance(event := conn.next_event(), h11.EndOfMessage):
+            if event is h11.NEED_DATA:
+                conn.receive_data(await stream.receive_some(65536))
+            elif isinstance(event, h11.Response):
+                response = event
+            elif isinstance(event, h11.Data):
+                body += event.data
+        assert response is not None
+        headers = {k.decode().lower(): v.decode() for k, v in response.headers}
+        responses.append(RawResponse(response.status_code, headers, body))
+        conn.start_next_cycle()
+    return responses
+
+
+async def test_a_request_pipelined_behind_a_504_is_answered_in_a_new_scope(
+    nursery: trio.Nursery, mock: MockUpstream, tmp_path: Path, clock: trio.testing.MockClock
+) -> None:
+    proxy = await start_proxy(nursery, tmp_path, mock.url, timeouts={"first_byte": "10s"})
+    assert proxy.server is not None
+    with trio.fail_after(120):
+        async with await trio.open_tcp_stream("127.0.0.1", proxy.server.port) as stream:
+            # Both in one write: the second is read ahead while the first waits.
+            await stream.send_all(request_bytes(*REQUEST, SLOW_HEAD) + request_bytes(*REQUEST))
+            first, second = await receive_responses(stream, 2)
+        await proxy.stop()
+    assert (first.status, second.status) == (504, 200)
+    assert second.json()["type"] == "message"
+    assert [r["outcome"] for r in proxy.rows()] == ["timeout", "ok"]
+
+
+async def test_an_abort_cuts_a_timeout_answer_that_is_shielded_from_the_timeout(
+    nursery: trio.Nursery, mock: MockUpstream, tmp_path: Path, clock: trio.testing.MockClock,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    # The 504 is answered in a scope shielded from the expired deadline. Its write can
+    # wait (a client that reads nothing, with full socket buffers: here, a write that
+    # never ends) for up to timeouts.idle; a server abort must not wait for it.
+    writing = trio.Event()
+
+    async def send_error_that_never_ends(self, error, body) -> None:
+        writing.set()
+        await trio.sleep_forever()
+
+    monkeypatch.setattr(ClientConnection, "send_error", send_error_that_never_ends)
+    proxy = await start_proxy(nursery, tmp_path, mock.url, timeouts={"first_byte": "10s"},
+                              server={"grace_period": "60s"})
+    assert proxy.server is not None
+    stopped = trio.Event()
+
+    async def stop() -> None:
+        await proxy.stop()
+        stopped.set()
+
+    with trio.fail_after(600):
+        stream = await trio.open_tcp_stream("127.0.0.1", proxy.server.port)
+        await stream.send_all(request_bytes(*REQUEST, SLOW_HEAD))
+        await writing.wait()
+        nursery.start_soon(stop)
+        await trio.sleep(5)
+        assert not stopped.is_set()  # draining: the answer may still go out
+        start = trio.current_time()
+        proxy.server.abort()
+        await stopped.wait()
+        took = trio.current_time() - start
+        await stream.aclose()
+    assert took < 1  # not the answer's 300 s (timeouts.idle), nor the 55 s of grace left
+    [row] = proxy.rows()
+    assert (row["status"], row["outcome"]) == (504, "timeout")
+
+
+async def test_an_answer_scope_is_shielded_only_from_an_expired_deadline(
+    autojump_clock: trio.testing.MockClock,
+) -> None:
+    _, sock = await pair()
+    client = ClientConnection(trio.SocketStream(sock), max_header_size=65536)
+    client.scope = trio.CancelScope()  # the scope of the requests being answered
+    plain = client.answer_scope(5.0)
+    assert not plain.shield
+    assert plain.deadline == trio.current_time() + 5.0
+    client.scope.cancel()  # as an expired deadline does
+    shielded = client.answer_scope(5.0)
+    assert shielded.shield
+    assert not shielded.cancel_called
+    client.cut()  # the server's abort
+    assert shielded.cancel_called
+    assert client.answer_scope(5.0).cancel_called  # and any answer after it
+    await client.aclose()
+
+
+async def test_a_504_for_a_large_request_whose_body_is_sent_by_a_child_task(
+    nursery: trio.Nursery, mock: MockUpstream, tmp_path: Path, clock: trio.testing.MockClock
+) -> None:
+    # A request over SEND_INLINE_MAX is sent from a child task while the head is awaited:
+    # the expired deadline reaches the relay through that nursery, as a group.
+    proxy = await start_proxy(nursery, tmp_path, mock.url, timeouts={"first_byte": "10s"})
+    assert proxy.server is not None
+    body = json.dumps({**ANTHROPIC_ARGS, "metadata": {"user_id": "x" * SEND_INLINE_MAX}})
+    with trio.fail_after(120):
+        async with await trio.open_tcp_stream("127.0.0.1", proxy.server.port) as stream:
+            for slow in (True, False):
+                extra = [SLOW_HEAD] if slow else []
+                await stream.send_all(request_bytes("/v1/messages", body.encode(), *extra))
+                assert (await receive_response(stream)).status == (504 if slow else 200)
+        await proxy.stop()
+    assert [r["outcome"] for r in proxy.rows()] == ["timeout", "ok"]
