@@ -10,6 +10,7 @@ a shielded answer at once.
 from __future__ import annotations
 
 import json
+from functools import partial
 from pathlib import Path
 
 import h11
@@ -62,7 +63,8 @@ async def test_after_a_504_the_connection_answers_its_next_requests_each_with_it
                     )
         await proxy.stop()
     assert statuses == [504, 200, 504, 200]
-    assert took[0] == took[2] == 10.0  # the second slow request had its own 10 s
+    assert took[0] == pytest.approx(10.0)
+    assert took[2] == pytest.approx(10.0)  # the second slow request had its own 10 s
     assert [(r["status"], r["outcome"]) for r in proxy.rows()] == [
         (504, "timeout"), (200, "ok"), (504, "timeout"), (200, "ok")
     ]
@@ -182,3 +184,71 @@ async def test_a_504_for_a_large_request_whose_body_is_sent_by_a_child_task(
                 assert (await receive_response(stream)).status == (504 if slow else 200)
         await proxy.stop()
     assert [r["outcome"] for r in proxy.rows()] == ["timeout", "ok"]
+
+
+async def one_event_then_close(stream: trio.SocketStream) -> None:
+    """Answers with an event stream: one event, then 8 s later a close mid-body."""
+    await stream.receive_some(65536)
+    event = b'event: ping\ndata: {"type": "ping"}\n\n'
+    await stream.send_all(
+        b"HTTP/1.1 200 OK\r\ncontent-type: text/event-stream\r\n"
+        b"transfer-encoding: chunked\r\n\r\n%x\r\n%s\r\n" % (len(event), event)
+    )
+    await trio.sleep(8)
+    await stream.aclose()
+
+
+async def test_an_error_event_after_upstream_dies_has_its_own_time_to_go_out(
+    nursery: trio.Nursery, tmp_path: Path, clock: trio.testing.MockClock,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    # idle = 10 s: the wait for the next event started at 0 s with a limit at 10 s, and
+    # upstream broke off at 8 s. The error event's write takes 5 s (a slow client): it
+    # has its own limit (18 s), not what was left of the wait's.
+    real_send_data = ClientConnection.send_data
+
+    async def slow_error_event(self, data: bytes) -> None:
+        if data.startswith(b"event: error"):
+            await trio.sleep(5)
+        await real_send_data(self, data)
+
+    monkeypatch.setattr(ClientConnection, "send_data", slow_error_event)
+    listeners = await nursery.start(
+        partial(trio.serve_tcp, one_event_then_close, 0, host="127.0.0.1")
+    )
+    port = listeners[0].socket.getsockname()[1]
+    proxy = await start_proxy(nursery, tmp_path, f"http://127.0.0.1:{port}",
+                              timeouts={"idle": "10s"})
+    with trio.fail_after(120):
+        async with await trio.open_tcp_stream("127.0.0.1", proxy.server.port) as stream:
+            await stream.send_all(request_bytes(*REQUEST))
+            response = await receive_response(stream)
+        await proxy.stop()
+    assert response.status == 200
+    assert response.body.endswith(b"\n\n")
+    assert b"event: error" in response.body  # the stream ended with the error, in full
+    [row] = proxy.rows()
+    assert (row["status"], row["outcome"]) == (200, "upstream_error")
+
+
+async def test_the_next_request_in_the_same_scope_is_not_held_to_the_last_ones_limit(
+    nursery: trio.Nursery, mock: MockUpstream, tmp_path: Path, clock: trio.testing.MockClock
+) -> None:
+    # Request 1 waits 5 s for its head, so its first-byte limit (30 s) goes to the scope.
+    # Request 2 is pipelined behind it, so it is answered in the same scope, and the end
+    # of its body arrives at 32 s: request 1's limit must be gone by then. (Request 2's
+    # own first-byte limit counts from its head, read at 5 s: 35 s.)
+    proxy = await start_proxy(nursery, tmp_path, mock.url,
+                              timeouts={"first_byte": "30s", "idle": "10s"})
+    second = request_bytes(*REQUEST)
+    cut = len(second) - 10
+    with trio.fail_after(120):
+        async with await trio.open_tcp_stream("127.0.0.1", proxy.server.port) as stream:
+            await stream.send_all(request_bytes(*REQUEST, "x-mock-sleep-head: 5")
+                                  + second[:cut])
+            await trio.sleep(32)
+            await stream.send_all(second[cut:])
+            first, later = await receive_responses(stream, 2)
+        await proxy.stop()
+    assert (first.status, later.status) == (200, 200)
+    assert [r["outcome"] for r in proxy.rows()] == ["ok", "ok"]

@@ -179,10 +179,11 @@ class Relay:
             except BaseException as exc:
                 if not (deadline.scope.cancel_called and is_cancellation(exc)):
                     raise  # not ours: the server's shutdown, or an error handled below
-                if not client.gone:
+                if not client.gone and not ex.completed:
                     raise deadline.expired() from None
         except ProxyError as exc:
             client.on_gone = client.on_wait = None
+            deadline.release()  # the error answer has its own limit (answer_scope)
             if client.response_started:
                 await self._end_stream_with_error(client, ex, record, exc)
             else:
