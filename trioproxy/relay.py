@@ -5,9 +5,9 @@ it arrives, as it is, and only then handed to the usage scanner, which parses it
 the relay would otherwise wait for upstream's next chunk. (A scanner task fed through a
 channel, as first built, ran on the same thread at the same moments and added two task
 switches per chunk: removing it took the CPU per relayed SSE event from 101 to 90 us;
-see issue 3.) The relay
-runs in its connection's cancel scope, which the connection's reader cancels if the
-client leaves: that closes the upstream request (nobody pays for tokens no one reads).
+see issue 3.) The relay runs in its connection's cancel scope, which the connection's
+reader cancels if the client leaves: that closes the upstream request (nobody pays for
+tokens no one reads).
 """
 
 from __future__ import annotations
