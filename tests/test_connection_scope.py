@@ -252,3 +252,40 @@ async def test_the_next_request_in_the_same_scope_is_not_held_to_the_last_ones_l
         await proxy.stop()
     assert (first.status, later.status) == (200, 200)
     assert [r["outcome"] for r in proxy.rows()] == ["ok", "ok"]
+
+
+@pytest.mark.parametrize(
+    ("head", "status"),
+    [
+        (b"NOT HTTP AT ALL\r\n\r\n", 400),  # unreadable
+        (b"POST /v1/messages HTTP/1.1\r\nhost: x\r\n", 408),  # not finished in time
+        (b"GET / HTTP/1.1\r\nhost: x\r\nx-big: " + b"a" * 4096 + b"\r\n\r\n", 431),  # over 1 KiB
+    ],
+)
+async def test_the_answer_to_a_head_that_cannot_be_read_gives_up_after_timeouts_idle(
+    nursery: trio.Nursery, mock: MockUpstream, tmp_path: Path, clock: trio.testing.MockClock,
+    monkeypatch: pytest.MonkeyPatch, head: bytes, status: int,
+) -> None:
+    # A client that reads nothing, with full socket buffers: here, a write that never
+    # ends. Before, such an answer held its connection until the server stopped.
+    answering: list[int] = []
+
+    async def send_simple_that_never_ends(self, status, body, **kwargs) -> None:
+        answering.append(status)
+        await trio.sleep_forever()
+
+    monkeypatch.setattr(ClientConnection, "send_simple", send_simple_that_never_ends)
+    proxy = await start_proxy(nursery, tmp_path, mock.url,
+                              timeouts={"idle": "30s", "request_head": "10s"},
+                              limits={"max_header_size": "1KiB"})
+    assert proxy.server is not None
+    with trio.fail_after(600):
+        async with await trio.open_tcp_stream("127.0.0.1", proxy.server.port) as stream:
+            await stream.send_all(head)
+            start = trio.current_time()
+            assert await stream.receive_some() == b""  # closed, having sent nothing
+            took = trio.current_time() - start
+    assert answering == [status]
+    waited_for_head = 10 if status == 408 else 0
+    assert waited_for_head + 30 <= took < waited_for_head + 31
+    assert proxy.rows() == []  # no request ran

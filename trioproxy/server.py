@@ -219,7 +219,10 @@ async def _next_request(
     try:
         return await client.next_request(server._head_timer, first=first)
     except ProxyError as exc:
-        await client.send_error(exc, error_body("anthropic", exc.status, exc.message))
+        # A client that reads nothing must not hold the connection open: the answer
+        # gets timeouts.idle to go out, as every other answer does.
+        with client.answer_scope(server.config.timeouts.idle):
+            await client.send_error(exc, error_body("anthropic", exc.status, exc.message))
         log.info("rejected request from %s: %s", _peer(client.stream), exc.message)
         return None
 
