@@ -31,6 +31,7 @@ from tests.test_failures import (
 from tests.test_rawio import pair
 from trioproxy.http1 import ClientConnection
 from trioproxy.upstream.h11pool import SEND_INLINE_MAX
+from trioproxy.upstream.httpx_transport import HttpxResponse
 
 SLOW_HEAD = "x-mock-sleep-head: 100"
 REQUEST = ("/v1/messages", MESSAGES_BODY)
@@ -289,3 +290,29 @@ async def test_the_answer_to_a_head_that_cannot_be_read_gives_up_after_timeouts_
     waited_for_head = 10 if status == 408 else 0
     assert waited_for_head + 30 <= took < waited_for_head + 31
     assert proxy.rows() == []  # no request ran
+
+
+async def test_a_deadline_that_expires_after_the_response_is_complete_is_no_timeout(
+    nursery: trio.Nursery, mock: MockUpstream, tmp_path: Path, clock: trio.testing.MockClock,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    # httpx's response.aclose() is a checkpoint after the client has the whole response;
+    # here it takes longer than the idle limit that the last read set on the scope.
+    real_aclose = HttpxResponse.aclose
+
+    async def slow_aclose(self) -> None:
+        await trio.sleep(20)
+        await real_aclose(self)
+
+    monkeypatch.setattr(HttpxResponse, "aclose", slow_aclose)
+    proxy = await start_proxy(nursery, tmp_path, mock.url, transport="httpx",
+                              timeouts={"idle": "10s"})
+    with trio.fail_after(120):
+        async with await trio.open_tcp_stream("127.0.0.1", proxy.server.port) as stream:
+            for _ in range(2):  # the same connection serves the next request
+                await stream.send_all(request_bytes(*REQUEST))
+                response = await receive_response(stream)
+                assert response.status == 200
+                assert response.json()["type"] == "message"
+        await proxy.stop()
+    assert [(r["status"], r["outcome"]) for r in proxy.rows()] == [(200, "ok"), (200, "ok")]
