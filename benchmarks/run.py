@@ -645,6 +645,7 @@ def sse_run(
     interval_ms: int,
     ramp: float = 0.0,
     timeout: float = 60.0,
+    each_event: bool = False,
 ) -> dict:
     pin = ["taskset", "-c", "1"] if cfg.procs.pin else []
     cmd = [
@@ -671,6 +672,8 @@ def sse_run(
     ]
     for h in t.headers:
         cmd += ["--header", h]
+    if each_event:
+        cmd.append("--each-event")
     total = ramp + timeout * (-(-streams // conc)) + 30
     r = subprocess.run(cmd, capture_output=True, text=True, timeout=total, cwd=ROOT)
     try:
@@ -924,7 +927,9 @@ def _run(cfg: Cfg, targets: list[str], result: dict) -> bool:
         for name, t in sse_targets.items():
             with alone(live, name):
                 settle(cfg)
-                r = sse_run(cfg, t, cfg.sse_streams, cfg.sse_conc, 50, 20, ramp=spread)
+                r = sse_run(
+                    cfg, t, cfg.sse_streams, cfg.sse_conc, 50, 20, ramp=spread, each_event=True
+                )
                 # Time to first byte from many short streams, one at a time: a p99 of
                 # the paced run's 60 streams is in effect their worst.
                 q = sse_run(cfg, t, cfg.ttfb_streams, 1, 3, 5)
@@ -935,7 +940,8 @@ def _run(cfg: Cfg, targets: list[str], result: dict) -> bool:
                     "paced_ttfb_p50": pct(r["ttfb_ms"], 0.5),
                     "paced_ttfb_p99": pct(r["ttfb_ms"], 0.99),
                     "late_max": max(r["lateness_ms"]) if r["lateness_ms"] else None,
-                    "late_p99": pct(r["lateness_ms"], 0.99),
+                    # Over every event: over the 60 streams' worst ones, a p99 is the max.
+                    "late_p99": pct(r.get("event_lateness_ms", []), 0.99),
                     "errors": r["errors"] + q["errors"],
                     "error_kinds": {**(r.get("error_kinds") or {}), **(q.get("error_kinds") or {})},
                     "events": r["events"],
@@ -1230,7 +1236,7 @@ def render(result: dict) -> str:
             f" a time. Lateness: {sse.get('paced_streams', '?')} paced streams,"
             f" {sse.get('paced_concurrency', '?')} at a time.",
             "",
-            "| target | TTFB p50 (ms) | TTFB p99 (ms) | added TTFB p50 | added TTFB p99 | worst event lateness (ms) | added worst lateness | added p99 lateness | errors |",
+            "| target | TTFB p50 (ms) | TTFB p99 (ms) | added TTFB p50 | added TTFB p99 | worst event lateness (ms) | added worst lateness | added p99 event lateness | errors |",
             "| --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |",
         ]
         for name, row in s.items():

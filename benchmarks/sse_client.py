@@ -8,6 +8,7 @@ event ends with a blank line). Prints one JSON object:
   first_event_ms   time from sending the request to the end of the first event
   lateness_ms      per stream, the worst lateness of any event against the mock's
                    schedule: (arrival_i - arrival_0) - i * interval
+  event_lateness_ms  with --each-event: that lateness for every event of every stream
   events, errors, error_kinds, wall_s
 
 Run: python -m benchmarks.sse_client --port P [--path /v1/chat/completions]
@@ -35,6 +36,7 @@ class Stats:
         self.ttfb: list[float] = []
         self.first_event: list[float] = []
         self.lateness: list[float] = []
+        self.event_lateness: list[float] = []
         self.events = 0
         self.errors = 0
         self.kinds: Counter[str] = Counter()
@@ -107,8 +109,10 @@ async def one_stream(args: argparse.Namespace, stats: Stats) -> None:
     stats.ttfb.append(ttfb * 1000)
     stats.first_event.append((arrivals[0] - t0) * 1000)
     a0 = arrivals[0]
-    worst = max((a - a0) - i * interval for i, a in enumerate(arrivals[: args.events + 1]))
-    stats.lateness.append(worst * 1000)
+    late = [((a - a0) - i * interval) * 1000 for i, a in enumerate(arrivals[: args.events + 1])]
+    stats.lateness.append(max(late))
+    if args.each_event:
+        stats.event_lateness += late
     stats.events += len(arrivals)
 
 
@@ -134,6 +138,7 @@ async def main(args: argparse.Namespace) -> dict:
         "ttfb_ms": stats.ttfb,
         "first_event_ms": stats.first_event,
         "lateness_ms": stats.lateness,
+        **({"event_lateness_ms": stats.event_lateness} if args.each_event else {}),
         "events": stats.events,
         "errors": stats.errors,
         "error_kinds": dict(stats.kinds.most_common(5)),
@@ -152,6 +157,9 @@ def parse(argv: list[str] | None = None) -> argparse.Namespace:
     ap.add_argument("--ramp", type=float, default=0.0, help="spread stream starts over S")
     ap.add_argument("--timeout", type=float, default=60.0, help="per stream")
     ap.add_argument("--header", action="append", default=[], help="extra 'Name: value'")
+    ap.add_argument(
+        "--each-event", action="store_true", help="also print every event's lateness"
+    )
     return ap.parse_args(argv)
 
 
