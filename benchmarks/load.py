@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import math
 import sys
 import time
 
@@ -129,7 +130,8 @@ async def run_load(args: argparse.Namespace) -> dict:
     lat.sort()
 
     def pct(p: float) -> float | None:
-        return lat[min(len(lat) - 1, int(p * len(lat)))] * 1000 if lat else None
+        # nearest rank, as benchmarks.run.pct
+        return lat[max(0, math.ceil(round(p * len(lat), 9)) - 1)] * 1000 if lat else None
 
     return {
         "client": "load.py",

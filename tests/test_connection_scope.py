@@ -301,8 +301,8 @@ async def test_a_deadline_that_expires_after_the_response_is_complete_is_no_time
     real_aclose = HttpxResponse.aclose
 
     async def slow_aclose(self) -> None:
-        await trio.sleep(20)
         await real_aclose(self)
+        await trio.sleep(20)
 
     monkeypatch.setattr(HttpxResponse, "aclose", slow_aclose)
     proxy = await start_proxy(nursery, tmp_path, mock.url, transport="httpx",

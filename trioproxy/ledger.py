@@ -124,7 +124,8 @@ def _none_as_null(value: None) -> None:
 # bytearray, and for None found none only after two failed attribute look-ups: 0.2 us
 # per None, a fifth of the writer's CPU per row. With this one, None binds as NULL as
 # before, at once. (The registry is the process's; for any other sqlite3 user in it,
-# None still binds as NULL.)
+# None still binds as NULL. A later NoneType adapter of someone else's replaces this
+# one; test_records_round_trip_every_column checks that None still reads back as NULL.)
 sqlite3.register_adapter(type(None), _none_as_null)
 
 _SALT_BYTES = 16
