@@ -172,6 +172,24 @@ async def fill(tmp_path: Path, records: list[UsageRecord], **kw: Any) -> Ledger:
 
 
 @bounded()
+async def test_a_lone_surrogate_in_one_row_loses_no_row_of_its_batch(tmp_path: Path) -> None:
+    # A client's JSON can carry "\ud800"; it may reach an error text or a model name.
+    # SQLite takes UTF-8 only: the batch used to fail whole, losing every row in it.
+    records = [make_record(i) for i in range(30)]
+    records[7] = make_record(7, status=400, outcome="bad_request", error="bad key '\ud800'")
+    assert records[12].usage is not None
+    records[12].usage.model = "m\udfff"
+    ledger = await fill(tmp_path, records, batch_size=25)
+    assert (ledger.written, ledger.lost) == (30, 0)
+    rows = read_rows(tmp_path / "ledger.db")
+    assert [r["bytes_out"] for r in rows] == [4096 + i for i in range(30)]
+    assert rows[7]["error"] == "bad key '\\ud800'"
+    assert rows[12]["model"] == "m\\udfff"
+    assert rows[8]["error"] is None
+    assert rows[13]["model"] == "claude-sonnet-4-5"
+
+
+@bounded()
 async def test_records_round_trip_every_column(tmp_path: Path) -> None:
     full = make_record(0)
     assert full.usage is not None

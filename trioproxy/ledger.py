@@ -446,11 +446,24 @@ def _insert_sync(conn: sqlite3.Connection, batch: list[UsageRecord]) -> None:
             if start:
                 time.sleep(_INSERT_PAUSE)
             for statement, values in _runs(batch[start:start + _INSERT_CHUNK]):
-                conn.execute(statement, values)
+                try:
+                    conn.execute(statement, values)
+                except UnicodeEncodeError:
+                    # A lone surrogate (e.g. "\ud800" decoded from a client's JSON, in an
+                    # error text or a model name): SQLite takes UTF-8 only. Raised while
+                    # binding, before any row of the statement was written.
+                    conn.execute(statement, [_utf8_safe(v) for v in values])
         conn.execute("COMMIT")
     except BaseException:
         _rollback(conn)
         raise
+
+
+def _utf8_safe(value: Any) -> Any:
+    """`value`, with a str that UTF-8 cannot encode (lone surrogates) escaped as \\udXXX."""
+    if isinstance(value, str):
+        return value.encode("utf-8", "backslashreplace").decode("utf-8")
+    return value
 
 
 def _checkpoint_sync(conn: sqlite3.Connection) -> None:
