@@ -722,3 +722,39 @@ async def test_openai_sdk_create_tool_calls(proxy: RunningProxy, mock: MockUpstr
     assert [(c.id, c.type, c.function.name, json.loads(c.function.arguments))
             for c in calls] == [(sent[0].id, "function", "get_weather", TOOL_INPUTS[0]),
                                 (sent[1].id, "function", "get_time", TOOL_INPUTS[1])]
+
+
+# -- JSON nested too deeply for the json module and the translators (about 1,000) -----
+
+DEEP = "[" * 5000 + "]" * 5000
+
+
+@pytest.mark.parametrize(("path", "body"), [
+    ("/ant/v1/messages", json.dumps({
+        "model": CLAUDE, "max_tokens": 5, "messages": [{"role": "user", "content": "x"}],
+        "metadata": {"x": 0}}).replace("0", DEEP)),
+    ("/ant/v1/messages/count_tokens", json.dumps({
+        "model": CLAUDE, "messages": [{"role": "user", "content": "x"}],
+        "tools": [{"name": "f", "input_schema": {"x": 0}}]}).replace("0", DEEP)),
+    ("/oai/v1/chat/completions", json.dumps({
+        "model": GPT_CLIENT, "messages": [{"role": "user", "content": "x"}],
+        "tools": [{"type": "function", "function": {"name": "f", "parameters": {"x": 0}}}],
+    }).replace("0", DEEP)),
+], ids=["messages", "count_tokens", "chat"])
+async def test_a_request_nested_too_deeply_is_a_400_not_a_lost_connection(
+    proxy: RunningProxy, mock: MockUpstream, path: str, body: str
+) -> None:
+    with trio.fail_after(TIMEOUT):
+        async with httpx.AsyncClient(base_url=proxy.url) as client:
+            response = await client.post(path, content=body, headers={
+                "content-type": "application/json", "x-api-key": KEY})
+            # the connection still serves the next request
+            models = await client.get("/ant/v1/models", headers={"x-api-key": KEY})
+        await proxy.stop()
+    assert response.status_code == 400
+    message = response.json()["error"]["message"]
+    assert "nested too deeply" in message
+    assert models.status_code == 200
+    assert [r.target for r in mock.requests] == ["/v1/models"]
+    assert [(r["path"], r["status"]) for r in proxy.rows()] == [
+        (path, 400), ("/ant/v1/models", 200)]

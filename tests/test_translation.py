@@ -136,3 +136,24 @@ def test_max_tokens_field_follows_the_route() -> None:
     sent = json.loads(plan.body)
     assert sent["max_completion_tokens"] == 64
     assert "max_tokens" not in sent
+
+
+@pytest.mark.parametrize("depth", [900, 990, 5000])
+def test_an_upstream_body_nested_too_deeply_is_an_upstream_format_error(depth: int) -> None:
+    # json.loads gives up at about 1,000 levels, the translators and json.dumps a little
+    # earlier on a deeper stack: each way it must be a clean 502, never a RecursionError.
+    plan = plan_translation(A2O, b"POST", "/v1/messages", [], body_of(MESSAGES))
+    assert plan.response is not None
+    arguments = json.dumps({"x": 0}).replace("0", "[" * depth + "]" * depth)
+    body = body_of({"id": "c", "object": "chat.completion", "model": "qwen3", "choices": [{
+        "index": 0, "finish_reason": "tool_calls", "message": {
+            "role": "assistant", "content": None, "tool_calls": [{
+                "id": "t", "type": "function",
+                "function": {"name": "f", "arguments": arguments}}]}}]})
+    try:
+        out = json.loads(plan.response.whole(200, body))
+    except UpstreamFormatError as exc:
+        message = str(exc)
+        assert message.startswith("upstream"), message  # noqa: PT017
+    else:  # shallow enough for this stack: translated whole
+        assert out["content"][0]["input"] == json.loads(arguments)

@@ -85,7 +85,7 @@ def optimize_body(
 def _loads(body: bytes) -> Any:
     try:
         return fastjson.loads_exact(body)
-    except ValueError:
+    except (ValueError, RecursionError):
         return None
 
 

@@ -29,6 +29,7 @@ from .errors import (
     is_cancellation,
 )
 from .http1 import ClientConnection
+from .translate import UpstreamFormatError
 from .translation import ResponseTranslation
 from .upstream.base import Transport, UpstreamResponse
 from .usage.record import UsageRecord
@@ -333,7 +334,11 @@ class Relay:
         while True:
             deadline.wait_upstream()
             chunk = await response.receive_some()
-            out = translator.feed(chunk) if chunk else translator.close()
+            try:
+                out = translator.feed(chunk) if chunk else translator.close()
+            except RecursionError:  # json and the translators recurse
+                raise UpstreamFormatError(
+                    "upstream sent an event nested too deeply to be translated") from None
             if out:
                 record.bytes_out += len(out)
                 deadline.wait_client()

@@ -100,21 +100,27 @@ class ResponseTranslation:
             return translate_error_body(self.client, status, body)
         try:
             obj = json.loads(body)
-        except ValueError:
+        except (ValueError, RecursionError):
             obj = None
         if not isinstance(obj, dict):
             raise UpstreamFormatError(
                 f"upstream answered {status} with a body that is not a JSON object;"
                 " it cannot be translated"
             )
-        if self.endpoint == "models":
-            out = (openai_models_to_anthropic(obj, self.model_map) if self.client == "anthropic"
-                   else anthropic_models_to_openai(obj, self.model_map))
-        elif self.client == "anthropic":
-            out = openai_to_anthropic_response(obj, self.model)
-        else:
-            out = anthropic_to_openai_response(obj, self.model, int(time.time()))
-        return _dumps(out)
+        try:
+            if self.endpoint == "models":
+                out = (openai_models_to_anthropic(obj, self.model_map)
+                       if self.client == "anthropic"
+                       else anthropic_models_to_openai(obj, self.model_map))
+            elif self.client == "anthropic":
+                out = openai_to_anthropic_response(obj, self.model)
+            else:
+                out = anthropic_to_openai_response(obj, self.model, int(time.time()))
+            return _dumps(out)
+        except RecursionError:
+            raise UpstreamFormatError(
+                f"upstream answered {status} with a body nested too deeply to be translated"
+            ) from None
 
 
 @dataclass(frozen=True, slots=True)
@@ -131,15 +137,28 @@ class TranslationPlan:
     dropped: tuple[str, ...] = ()
 
 
+# json and the translators recurse: a value nested about a thousand deep exhausts the stack.
+_TOO_DEEP = "request body is nested too deeply (about 1,000 levels) to be translated"
+
+
 def plan_translation(
     route: Route, method: bytes, upstream_target: str, headers: hdr.Headers, body: bytes
 ) -> TranslationPlan:
     """The upstream request (or local answer) for a request on a translate route.
 
-    Raises BadRequest (400) for a body that is not a JSON object, TranslationError (400,
-    names the field) for what cannot be expressed upstream, NotTranslated (404) for a
-    path the route does not serve.
+    Raises BadRequest (400) for a body that is not a JSON object or is nested too deeply,
+    TranslationError (400, names the field) for what cannot be expressed upstream,
+    NotTranslated (404) for a path the route does not serve.
     """
+    try:
+        return _plan_translation(route, method, upstream_target, headers, body)
+    except RecursionError:
+        raise BadRequest(_TOO_DEEP) from None
+
+
+def _plan_translation(
+    route: Route, method: bytes, upstream_target: str, headers: hdr.Headers, body: bytes
+) -> TranslationPlan:
     client = route.flavour
     path = upstream_target.partition("?")[0].rstrip("/")
     if client == "anthropic":
@@ -230,6 +249,8 @@ def _json_object(body: bytes) -> dict[str, Any]:
         obj = json.loads(body)
     except ValueError:
         raise BadRequest("request body is not valid JSON") from None
+    except RecursionError:
+        raise BadRequest(_TOO_DEEP) from None
     if not isinstance(obj, dict):
         raise BadRequest(f"request body must be a JSON object, not {type(obj).__name__}")
     return obj

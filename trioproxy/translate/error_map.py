@@ -177,7 +177,7 @@ def _status_of(error: dict[str, Any]) -> int:
 def _loads(body: bytes) -> Any:
     try:
         return json.loads(body)
-    except (ValueError, UnicodeDecodeError):
+    except (ValueError, RecursionError):  # UnicodeDecodeError is a ValueError
         return None
 
 

@@ -951,7 +951,7 @@ def parse_arguments(arguments: Any, path: str) -> JSONObject:
         raise TranslationError(path, "must be a JSON string")
     try:
         parsed = json.loads(arguments)
-    except ValueError as exc:
+    except (ValueError, RecursionError) as exc:
         raise TranslationError(path, f"is not valid JSON ({exc})") from None
     if not isinstance(parsed, dict):
         raise TranslationError(path, "must encode a JSON object")

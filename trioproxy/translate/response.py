@@ -193,7 +193,7 @@ def _tool_use(call: Any, path: str) -> JSONObject:
     arguments = arguments_json(function.get("arguments"))
     try:
         parsed = json.loads(arguments) if arguments.strip() else {}
-    except ValueError:
+    except (ValueError, RecursionError):
         parsed = None
     if not isinstance(parsed, dict):
         raise UpstreamFormatError(

@@ -78,7 +78,7 @@ def _object(value: Any) -> JSONObject:
 def _loads(data: str) -> JSONObject | None:
     try:
         obj = json.loads(data)
-    except ValueError:
+    except (ValueError, RecursionError):
         return None
     return obj if isinstance(obj, dict) else None
 
@@ -99,7 +99,7 @@ class _Tool:
         """The emitted arguments are a whole JSON object: no fragment can follow."""
         try:
             return isinstance(json.loads("".join(self.sent)), dict)
-        except ValueError:
+        except (ValueError, RecursionError):
             return False
 
 
