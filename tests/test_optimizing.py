@@ -69,3 +69,12 @@ def test_only_post_messages_is_looked_at() -> None:
     assert not applies(on, b"POST", "/v1/messages/count_tokens")
     assert not applies(on, b"GET", "/v1/messages")
     assert not applies(OptimizeConfig(), b"POST", "/v1/messages")
+
+
+def test_a_body_nested_too_deeply_to_decode_goes_unchanged() -> None:
+    # orjson stops at 1,024 levels; json.loads then raised RecursionError, which ended
+    # the connection with a traceback.
+    deep = "[" * 5000 + "]" * 5000
+    body = json.dumps({"model": "m", "max_tokens": 5, "messages": [], "metadata": {"x": 0}})
+    body_bytes = body.replace("0", deep).encode()
+    assert optimize_body("on", OPTIONS, body_bytes) == (body_bytes, None)
