@@ -14,13 +14,20 @@ from trioproxy.errors import UpstreamError
 from trioproxy.upstream.base import make_ssl_context
 from trioproxy.upstream.h11pool import H11Pool
 
+RAW_REPLIES = {
+    "garbage": b"hello world\r\n\r\n",
+    "bad-status": b"HTTP/1.1 abc\r\n\r\n",
+    "half-head": b"HTTP/1.1 200 OK\r\n",  # then EOF, with part of a response received
+}
+
 
 @dataclass
 class ScriptedServer:
     """Answers each request with 200 "ok"; `plan` says, per request number, what to do
     instead: "close-after" closes the socket right after answering (without saying
     Connection: close), "drop" closes without answering, "late" answers only once every
-    other task is blocked (the client is waiting for it)."""
+    other task is blocked (the client is waiting for it); a key of RAW_REPLIES sends those
+    bytes and closes."""
 
     plan: dict[int, str] = field(default_factory=dict)
     requests: list[tuple[int, bytes, bytes]] = field(default_factory=list)  # (conn, method, body)
@@ -57,6 +64,9 @@ class ScriptedServer:
                 self.requests.append((conn_id, request.method, body))
                 action = self.plan.get(len(self.requests))
                 if action == "drop":
+                    return
+                if action in RAW_REPLIES:
+                    await stream.send_all(RAW_REPLIES[action])
                     return
                 if action == "late":
                     await trio.testing.wait_all_tasks_blocked()
@@ -134,6 +144,20 @@ async def test_an_idempotent_request_is_retried_once_on_a_stale_connection(
     assert await fetch(pool, upstream, b"GET") == b"ok"
     assert await fetch(pool, upstream, b"GET") == b"ok"
     assert [r[0] for r in upstream.requests] == [1, 1, 2]  # dropped on 1, retried on 2
+
+
+@pytest.mark.parametrize("reply", sorted(RAW_REPLIES))
+async def test_a_broken_answer_is_reported_as_such_and_never_resent(
+    upstream: ScriptedServer, reply: str
+) -> None:
+    # Upstream answered, with bytes h11 cannot read: the request reached it, so even a
+    # GET on a reused connection is not sent again, and the error says what came back.
+    upstream.plan[2] = reply
+    pool = H11Pool(make_ssl_context())
+    assert await fetch(pool, upstream, b"GET") == b"ok"
+    with pytest.raises(UpstreamError, match="upstream sent an invalid response"):
+        await fetch(pool, upstream, b"GET")
+    assert [r[0] for r in upstream.requests] == [1, 1]
 
 
 async def test_idle_connections_expire(upstream: ScriptedServer, autojump_clock) -> None:

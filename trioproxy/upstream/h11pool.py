@@ -328,7 +328,12 @@ class H11Pool:
                     if not await _response_is_readable(conn):
                         raise
                 while True:
-                    event = await conn.receive_event(soon=True)
+                    event = h.next_event()
+                    if event is h11.NEED_DATA:
+                        data = await conn.receive_some(soon=True)
+                        got_bytes = got_bytes or bool(data)
+                        h.receive_data(data)
+                        continue
                     if type(event) is h11.ConnectionClosed:
                         raise trio.BrokenResourceError("connection closed before a response")
                     got_bytes = True
@@ -339,7 +344,8 @@ class H11Pool:
                 conn.close()
                 if isinstance(exc, h11.RemoteProtocolError) and not got_bytes:
                     # EOF before any response on a reused connection reads as a protocol
-                    # error in h11; treat it like a network error.
+                    # error in h11; treat it like a network error. (Bytes h11 could not
+                    # read are an answer: upstream had the request, never resend it.)
                     exc_is_network = True
                 else:
                     exc_is_network = isinstance(exc, _NETWORK_ERRORS)
