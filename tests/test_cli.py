@@ -138,6 +138,18 @@ async def test_check_accepts_a_good_file(tmp_path: Path) -> None:
     assert "127.0.0.1:9000" in result.stdout.decode()
 
 
+async def test_python_m_trioproxy_is_the_trioproxy_command(tmp_path: Path) -> None:
+    path = tmp_path / "bad.toml"
+    path.write_text('[server]\nport = "eighty"\n')
+    with trio.fail_after(TIMEOUT):
+        result = await trio.run_process(
+            [sys.executable, "-m", "trioproxy", "check", "-c", str(path)], cwd=tmp_path,
+            check=False, capture_stdout=True, capture_stderr=True)
+    assert result.returncode != 0
+    assert f"{path}:server.port" in result.stderr.decode()
+    assert "Traceback" not in result.stderr.decode()
+
+
 async def test_init_writes_a_file_check_accepts_and_will_not_overwrite_it(
     tmp_path: Path,
 ) -> None:
