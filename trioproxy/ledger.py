@@ -460,7 +460,7 @@ def _insert_sync(conn: sqlite3.Connection, batch: list[UsageRecord]) -> None:
 
 
 def _utf8_safe(value: Any) -> Any:
-    """`value`, with a str that UTF-8 cannot encode (lone surrogates) escaped as \\udXXX."""
+    """`value`; a str that UTF-8 cannot encode has its lone surrogates backslash-escaped."""
     if isinstance(value, str):
         return value.encode("utf-8", "backslashreplace").decode("utf-8")
     return value

@@ -249,8 +249,6 @@ def _json_object(body: bytes) -> dict[str, Any]:
         obj = json.loads(body)
     except ValueError:
         raise BadRequest("request body is not valid JSON") from None
-    except RecursionError:
-        raise BadRequest(_TOO_DEEP) from None
     if not isinstance(obj, dict):
         raise BadRequest(f"request body must be a JSON object, not {type(obj).__name__}")
     return obj
